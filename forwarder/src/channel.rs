@@ -1,0 +1,1 @@
+//! Parent<->child socket channel (owner: forwarder helper). See crate docs.

@@ -1,0 +1,1 @@
+//! Kernel feature probe (owner: forwarder helper).

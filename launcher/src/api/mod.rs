@@ -1,0 +1,1 @@
+//! REST API on `$STATE/api.sock` (owner: API helper): server, client, wire types.

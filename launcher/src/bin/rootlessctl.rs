@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("rootlessctl: not implemented yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,1 @@
+//! child side (owner: lead).

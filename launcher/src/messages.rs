@@ -1,0 +1,1 @@
+//! Parent<->child handshake messages (owner: lead). One JSON message per SEQPACKET packet.

@@ -1,0 +1,1 @@
+//! parent side (owner: lead).

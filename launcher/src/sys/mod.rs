@@ -1,0 +1,1 @@
+//! Raw syscalls not covered by nix. Every `unsafe` block carries a `// SAFETY:` comment.
