@@ -97,6 +97,16 @@ impl Spawn<'_> {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                // Do not leak the launcher's other descriptors (handshake pipes, sockets)
+                // into the helper: mark everything above stdio/fd 3 close-on-exec
+                // (close_range(CLOSE_RANGE_CLOEXEC), Linux 5.11+; best effort).
+                let first: libc::c_uint = if fd3.is_some() { 4 } else { 3 };
+                libc::syscall(
+                    libc::SYS_close_range,
+                    first,
+                    libc::c_uint::MAX,
+                    4 as libc::c_uint,
+                );
                 Ok(())
             });
         }
@@ -166,6 +176,7 @@ pub(crate) fn describe_exit(st: &ExitStatus) -> String {
 }
 
 impl Helper {
+    #[allow(dead_code)]
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap_or(0)
     }
