@@ -91,8 +91,29 @@ pub trait NetworkDriver: Send {
 }
 
 /// Build the parent-side driver for the parsed options (the options are already validated).
-pub fn new_driver(_opts: &crate::cli::Options) -> Result<Box<dyn NetworkDriver>, NetError> {
-    Err(NetError::Msg("network drivers not implemented yet".into()))
+pub fn new_driver(opts: &crate::cli::Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    match opts.net {
+        crate::cli::NetDriver::Host => Ok(Box::new(HostDriver)),
+        _ => Err(NetError::Msg("network drivers not implemented yet".into())),
+    }
+}
+
+/// `--net=host`: nothing to do.
+struct HostDriver;
+
+impl NetworkDriver for HostDriver {
+    fn setup(&mut self, _ctx: &SetupContext) -> Result<NetworkConfig, NetError> {
+        Ok(NetworkConfig {
+            driver: "host".into(),
+            ..Default::default()
+        })
+    }
+    fn info(&self) -> Option<NetworkDriverInfo> {
+        None
+    }
+    fn cleanup(&mut self) -> Result<(), NetError> {
+        Ok(())
+    }
 }
 
 /// Child side: runs inside the user+mount(+net) namespaces as root, after propagation and
