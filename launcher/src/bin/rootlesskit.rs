@@ -5,6 +5,9 @@ use launcher::cli::{self, CliError, Parsed};
 use launcher::{error, log};
 
 fn main() {
+    if std::env::var_os(launcher::child::reaper::ACTIVATION_HELPER_ENV).is_some() {
+        launcher::child::reaper::run_activation_helper();
+    }
     let args: Vec<String> = std::env::args().collect();
     let code = match cli::parse(&args) {
         Ok(Parsed::Run(opts)) => {

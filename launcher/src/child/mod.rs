@@ -29,6 +29,8 @@ pub struct ChildArgs {
     pub parent_egid: u32,
     /// The launcher parent's PID when the child is not PID 1 of a new PID namespace.
     pub parent_pid: Option<nix::unistd::Pid>,
+    /// The launcher parent's PID as seen from the host (for `LISTEN_PID`).
+    pub launcher_pid: i32,
 }
 
 /// Run the child; never returns.

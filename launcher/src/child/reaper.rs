@@ -54,10 +54,22 @@ pub fn run_command(a: &ChildArgs) -> i32 {
         }
     };
     let reaper = reaper_enabled(&a.opts);
-    let mut cmd = Command::new(&path);
-    cmd.arg0(&argv[0])
-        .args(&argv[1..])
-        .env("ROOTLESSKIT_STATE_DIR", &a.state_dir)
+    let mut cmd = if socket_activation(a.launcher_pid) {
+        // systemd socket activation: fds 3.. are inherited unchanged (nothing of ours is
+        // without O_CLOEXEC); LISTEN_PID must name the command, whose PID is only known after
+        // fork, so a tiny helper (this binary) sets it to its own PID and execs the command.
+        let mut c = Command::new("/proc/self/exe");
+        c.arg0(&argv[0])
+            .env(ACTIVATION_HELPER_ENV, "true")
+            .arg(&path)
+            .args(&argv[1..]);
+        c
+    } else {
+        let mut c = Command::new(&path);
+        c.arg0(&argv[0]).args(&argv[1..]);
+        c
+    };
+    cmd.env("ROOTLESSKIT_STATE_DIR", &a.state_dir)
         .env("ROOTLESSKIT_PARENT_EUID", a.parent_euid.to_string())
         .env("ROOTLESSKIT_PARENT_EGID", a.parent_egid.to_string());
     crate::sys::prepare_command(&mut cmd, reaper);
@@ -87,6 +99,44 @@ pub fn run_command(a: &ChildArgs) -> i32 {
             255
         }
     }
+}
+
+/// Set for the activation helper only; removed by it before the command's exec.
+pub const ACTIVATION_HELPER_ENV: &str = "_ROOTLESSKIT_SYSTEMD_ACTIVATION_RUN_HELPER_UNDOCUMENTED";
+
+/// `LISTEN_PID` names the launcher and `LISTEN_FDS` > 0 (systemd socket activation).
+fn socket_activation(launcher_pid: i32) -> bool {
+    let pid = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    pid == Some(launcher_pid) && fds.unwrap_or(0) > 0
+}
+
+/// The activation helper: `argv[1]` is the resolved command path, `argv[2..]` its arguments,
+/// `argv[0]` the command's argv[0]. Sets `LISTEN_PID` to our PID and execs; never returns.
+pub fn run_activation_helper() -> ! {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    std::env::remove_var(ACTIVATION_HELPER_ENV);
+    std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() < 2 {
+        eprintln!("rootlesskit: activation helper: missing command");
+        std::process::exit(1);
+    }
+    let to_c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();
+    let path = to_c(&args[1]);
+    let mut argv = vec![to_c(&args[0])];
+    argv.extend(args[2..].iter().map(|a| to_c(a)));
+    let err = nix::unistd::execv(&path, &argv).unwrap_err();
+    eprintln!(
+        "rootlesskit: activation helper: exec {}: {err}",
+        args[1].to_string_lossy()
+    );
+    std::process::exit(1);
 }
 
 fn go_errno_text(e: &std::io::Error) -> String {

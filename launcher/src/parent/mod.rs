@@ -220,6 +220,7 @@ fn run_with_state_dir(
                 // getppid() is 0 inside a new PID namespace; there the handshake EOF and
                 // SIGKILL as pdeathsig are enough.
                 parent_pid: (!opts.pidns).then_some(parent_pid),
+                launcher_pid: parent_pid.as_raw(),
             };
             // The parent may already be gone; then pdeathsig would never fire.
             if crate::child::arm_pdeathsig(&args).is_err() {
