@@ -198,6 +198,19 @@ pub fn parse(args: &[String]) -> Result<Parsed, CliError> {
                 }
             }
             "disable-host-loopback" => o.disable_host_loopback = b(&v),
+            "p" | "publish" => {
+                let val = match v {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i).cloned().unwrap_or_default()
+                    }
+                };
+                o.publish.push(
+                    forwarder::PortSpec::parse(&val)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?,
+                );
+            }
             other => {
                 return Err(CliError::Invalid(format!(
                     "flag provided but not defined: -{other}"

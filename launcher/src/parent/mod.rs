@@ -291,9 +291,16 @@ fn run_with_state_dir(
     messages::expect(&hs_parent, "ChildReady").map_err(fail_from_child)?;
 
     // From here on threads may exist.
-    services::start(opts, sd.path(), pid, port_parent, net_info, cleanups)?;
+    let port_driver = services::start(
+        opts,
+        sd.path(),
+        pid,
+        port_parent,
+        net_info.as_ref(),
+        cleanups,
+    )?;
     sd.write_child_pid(pid).map_err(|e| e.to_string())?;
-    services::start_api(sd.path(), cleanups)?;
+    services::start_api(sd.path(), pid, net_info, port_driver, cleanups)?;
     messages::send(&hs_parent, &Message::Go).map_err(|e| e.to_string())?;
     drop(hs_parent);
 
