@@ -387,9 +387,18 @@ pub(crate) fn look_path(binary: &str) -> Result<PathBuf, NetError> {
     )))
 }
 
-/// Build the parent-side driver for the parsed options (after [`validate`]). Checks that the
-/// helper program exists and probes its features, so it fails before the child is started.
+/// Build the parent-side driver for the parsed options. Runs [`validate`] first and prints its
+/// warnings (so the caller must not print them again), checks that the helper program exists
+/// and probes its features, so it fails before the child is started.
 pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    for w in validate(opts)? {
+        crate::warn!("{w}");
+    }
+    new_driver_quiet(opts)
+}
+
+/// [`new_driver`] without validation and warnings.
+pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
     let cidr = match opts.cidr.as_deref() {
         Some(s) if !s.is_empty() => Cidr::parse(s)?,
         _ => Cidr::parse(DEFAULT_CIDR)?,

@@ -134,7 +134,7 @@ pub(crate) fn run(opts: &Options, script: &str) -> Result<Run, String> {
     );
     let out = PathBuf::from(format!("{}.out", state.display()));
     let before = pids_named(&["slirp4netns", "pasta", "passt"]);
-    let mut driver = new_driver(opts).map_err(|e| e.to_string())?;
+    let mut driver = new_driver_quiet(opts).map_err(|e| e.to_string())?;
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (c2p_r, c2p_w) = nix::unistd::pipe2(cloexec).map_err(|e| e.to_string())?;
     let (p2c_r, p2c_w) = nix::unistd::pipe2(cloexec).map_err(|e| e.to_string())?;

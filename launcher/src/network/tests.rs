@@ -270,14 +270,14 @@ fn missing_binaries() {
     let mut o = test_opts(NetDriver::Slirp4netns);
     o.slirp4netns_binary = "rk-no-such-slirp4netns".into();
     assert_eq!(
-        err_text(new_driver(&o)),
+        err_text(new_driver_quiet(&o)),
         "exec: \"rk-no-such-slirp4netns\": executable file not found in $PATH"
     );
     let mut o = test_opts(NetDriver::Pasta);
     o.pasta_binary = "/nonexistent/pasta".into();
-    assert!(err_text(new_driver(&o)).contains("/nonexistent/pasta"));
+    assert!(err_text(new_driver_quiet(&o)).contains("/nonexistent/pasta"));
     let o = test_opts(NetDriver::GvisorTapVsock);
-    let e = err_text(new_driver(&o));
+    let e = err_text(new_driver_quiet(&o));
     assert!(e.contains("slirp4netns") && e.contains("passt"), "{e}");
 }
 
