@@ -1,0 +1,593 @@
+//! Network driver integration tests: run the real `rootlesskit` binary (from `RK_BIN_DIR`,
+//! default `<workspace>/target/debug`) as the non-root user `rktest` (via `runuser` when the
+//! tests run as root) and look inside the namespace.
+//!
+//! Traffic goes only to loopback or to a "remote host" network namespace that the test creates
+//! itself (root only: `ip netns add`, a veth pair, a socat server). Tests that need a driver or
+//! flag the binary does not have (`rootlesskit --help`) are skipped with a message, so the same
+//! file can be run against Debian's RootlessKit 1.1.0: `RK_BIN_DIR=/usr/bin cargo test -p
+//! rootlesskit-tests --test network`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const USER: &str = "rktest";
+
+fn bin() -> PathBuf {
+    let dir = std::env::var_os("RK_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    dir.join("rootlesskit")
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A command that runs as `rktest` when we are root.
+fn as_user(prog: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", USER, "--", prog]);
+        c
+    } else {
+        Command::new(prog)
+    }
+}
+
+fn rk_command(args: &[&str]) -> Command {
+    let b = bin();
+    let mut c = as_user("timeout");
+    c.arg("60").arg(&b).args(args).current_dir("/tmp");
+    c.stdin(Stdio::null());
+    c
+}
+
+fn rk(args: &[&str]) -> Output {
+    rk_command(args).output().expect("running rootlesskit")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn help() -> String {
+    static HELP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HELP.get_or_init(|| {
+        let o = rk(&["--help"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    })
+    .clone()
+}
+
+/// Skip (return false) unless the binary knows `what` (a flag or driver name in `--help`).
+fn supports(what: &str) -> bool {
+    let h = help();
+    // A binary without --help (the work-in-progress CLI) is assumed to be ours and complete.
+    if h.is_empty() || h.contains(what) {
+        true
+    } else {
+        eprintln!("skipped: {} does not support {what}", bin().display());
+        false
+    }
+}
+
+/// Skip unless `--net=NAME` is a known network driver of the binary.
+fn supports_net(name: &str) -> bool {
+    let o = rk(&[&format!("--net={name}"), "true"]);
+    let t = text(&o);
+    if t.contains("unknown network mode") {
+        eprintln!("skipped: {} does not support --net={name}", bin().display());
+        false
+    } else {
+        true
+    }
+}
+
+fn have_userns() -> bool {
+    let ok = bin().exists();
+    if !ok {
+        eprintln!("skipped: {} not built", bin().display());
+    }
+    ok
+}
+
+fn uniq() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::process::id() % 10000 * 10 + N.fetch_add(1, Ordering::Relaxed) % 10
+}
+
+const CHECK: &str = "ip -o addr show; echo ---; cat /proc/net/route; echo ---; cat /etc/resolv.conf; echo ---; ip -o link show";
+
+fn assert_cidr_net(o: &Output, ip: &str, prefix: u8, gw_hex: &str, dns: &str, mtu: u32) {
+    let t = text(o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(&format!("inet {ip}/{prefix}")), "{t}");
+    assert!(t.contains(&format!("tap0\t00000000\t{gw_hex}")), "{t}");
+    assert!(t.contains(&format!("nameserver {dns}")), "{t}");
+    assert!(
+        t.contains(&format!(
+            "tap0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu {mtu}"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("lo    inet 127.0.0.1/8"), "{t}");
+}
+
+#[test]
+fn slirp4netns_defaults() {
+    if !have_userns() {
+        return;
+    }
+    let o = rk(&["--net=slirp4netns", "--copy-up=/etc", "sh", "-c", CHECK]);
+    assert_cidr_net(&o, "10.0.2.100", 24, "0202000A", "10.0.2.3", 65520);
+    let t = text(&o);
+    assert!(
+        t.contains("--disable-host-loopback is highly recommended"),
+        "{t}"
+    );
+}
+
+#[test]
+fn slirp4netns_custom_cidr_mtu() {
+    if !have_userns() {
+        return;
+    }
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--cidr=10.9.8.0/24",
+        "--mtu=1500",
+        "--disable-host-loopback",
+        "--copy-up=/etc",
+        "sh",
+        "-c",
+        CHECK,
+    ]);
+    assert_cidr_net(&o, "10.9.8.100", 24, "0208090A", "10.9.8.3", 1500);
+    // and /sys shows the namespace
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--disable-host-loopback",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "lo\ntap0\n",
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn validation_errors() {
+    if !have_userns() {
+        return;
+    }
+    let o = rk(&["--net=slirp4netns", "--cidr=10.0.2.100/24", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"),
+        "{}",
+        text(&o)
+    );
+    let o = rk(&["--net=slirp4netns", "--mtu=70000", "true"]);
+    assert!(
+        text(&o).contains("mtu must be <= 65521, got 70000"),
+        "{}",
+        text(&o)
+    );
+    let o = rk(&["--net=host", "--ifname=eth9", "true"]);
+    assert!(
+        text(&o).contains("ifname cannot be specified for --net=host"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn slirp4netns_detached() {
+    if !have_userns() || !supports("--detach-netns") {
+        return;
+    }
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--detach-netns",
+        "--disable-host-loopback",
+        "sh",
+        "-c",
+        &format!(
+            "ls /sys/class/net | grep -c tap0; nsenter --net=$ROOTLESSKIT_STATE_DIR/netns sh -c '{CHECK}'; cat $ROOTLESSKIT_STATE_DIR/resolv.conf"
+        ),
+    ]);
+    // the command itself runs in the host netns: no tap0 there
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("0\n"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("nameserver 10.0.2.3"), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("inet 10.0.2.100/24"), "{t}");
+    assert!(t.contains("tap0\t00000000\t0202000A"), "{t}");
+    assert!(t.contains("mtu 65520"), "{t}");
+}
+
+#[test]
+fn pasta_defaults_and_detached() {
+    if !have_userns() || !supports_net("pasta") {
+        return;
+    }
+    let o = rk(&["--net=pasta", "--copy-up=/etc", "sh", "-c", CHECK]);
+    assert_cidr_net(&o, "10.0.2.100", 24, "0202000A", "10.0.2.3", 65520);
+    if !supports("--detach-netns") {
+        return;
+    }
+    let o = rk(&[
+        "--net=pasta",
+        "--detach-netns",
+        "sh",
+        "-c",
+        &format!("nsenter --net=$ROOTLESSKIT_STATE_DIR/netns sh -c '{CHECK}'; cat $ROOTLESSKIT_STATE_DIR/resolv.conf"),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("inet 10.0.2.100/24"), "{t}");
+    assert!(t.contains("tap0\t00000000\t0202000A"), "{t}");
+    assert!(t.contains("nameserver 10.0.2.3"), "{t}");
+}
+
+#[test]
+fn none_driver() {
+    if !have_userns() || !supports_net("none") {
+        return;
+    }
+    let o = rk(&[
+        "--net=none",
+        "sh",
+        "-c",
+        "ip -o addr show; ls $ROOTLESSKIT_STATE_DIR",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("lo    inet 127.0.0.1/8"), "{t}");
+    assert!(!t.contains("tap0") && !t.contains("resolv.conf"), "{t}");
+    if !supports("--detach-netns") {
+        return;
+    }
+    let o = rk(&[
+        "--net=none",
+        "--detach-netns",
+        "sh",
+        "-c",
+        "nsenter --net=$ROOTLESSKIT_STATE_DIR/netns ip -o addr show",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("lo    inet 127.0.0.1/8"), "{t}");
+    assert!(!t.contains("eth0"), "{t}");
+}
+
+/// A TCP server on the host's 127.0.0.1 that answers `reply` (socat, as rktest).
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(netns: Option<&str>, listen: &str, reply: &str) -> Server {
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "socat"]);
+                c
+            }
+            None => Command::new("socat"),
+        };
+        c.arg(format!("TCP-LISTEN:{listen},fork,reuseaddr"))
+            .arg(format!("SYSTEM:echo {reply}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let s = Server(c.spawn().expect("socat"));
+        std::thread::sleep(Duration::from_millis(300));
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn connect_script(addr: &str, port: u16) -> String {
+    format!("socat -T3 - TCP:{addr}:{port},connect-timeout=3 </dev/null; echo rc=$?")
+}
+
+#[test]
+fn host_loopback_via_gateway() {
+    if !have_userns() {
+        return;
+    }
+    let port = 20000 + (uniq() % 20000) as u16;
+    let _srv = Server::start(None, &format!("{port},bind=127.0.0.1"), "hello-host");
+    let o = rk(&[
+        "--net=slirp4netns",
+        "sh",
+        "-c",
+        &connect_script("10.0.2.2", port),
+    ]);
+    assert!(text(&o).contains("hello-host"), "{}", text(&o));
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--disable-host-loopback",
+        "sh",
+        "-c",
+        &connect_script("10.0.2.2", port),
+    ]);
+    let t = text(&o);
+    assert!(!t.contains("hello-host") && !t.contains("rc=0"), "{t}");
+    if supports_net("pasta") {
+        let o = rk(&["--net=pasta", "sh", "-c", &connect_script("10.0.2.2", port)]);
+        assert!(text(&o).contains("hello-host"), "{}", text(&o));
+    }
+}
+
+/// A "remote host" in a network namespace of its own, reachable from the host via a veth pair.
+struct Remote {
+    ns: String,
+    veth: String,
+    addr: String,
+}
+
+impl Remote {
+    fn new() -> Option<Remote> {
+        if !is_root() {
+            eprintln!("skipped: creating the remote-host namespace needs root");
+            return None;
+        }
+        let n = uniq();
+        let ns = format!("rknet{n}");
+        let veth = format!("rkv{n}");
+        let a = 1 + (n % 60) * 4;
+        let host_ip = format!("192.168.213.{a}");
+        let addr = format!("192.168.213.{}", a + 1);
+        let sh = |s: &str| {
+            let o = Command::new("sh").arg("-c").arg(s).output().unwrap();
+            assert!(o.status.success(), "{s}: {}", text(&o));
+        };
+        sh(&format!("ip netns add {ns}"));
+        let r = Remote {
+            ns: ns.clone(),
+            veth: veth.clone(),
+            addr: addr.clone(),
+        };
+        sh(&format!(
+            "ip link add {veth} type veth peer name {veth}r netns {ns}"
+        ));
+        sh(&format!(
+            "ip addr add {host_ip}/30 dev {veth} && ip link set {veth} up"
+        ));
+        sh(&format!(
+            "ip -n {ns} addr add {addr}/30 dev {veth}r && ip -n {ns} link set {veth}r up && ip -n {ns} link set lo up"
+        ));
+        Some(r)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn reaches_remote_host() {
+    if !have_userns() {
+        return;
+    }
+    let Some(remote) = Remote::new() else {
+        return;
+    };
+    let _srv = Server::start(Some(&remote.ns), "8080", "hello-remote");
+    let mut nets = vec!["slirp4netns"];
+    if supports_net("pasta") {
+        nets.push("pasta");
+    }
+    for net in nets {
+        let o = rk(&[
+            &format!("--net={net}"),
+            "--disable-host-loopback",
+            "sh",
+            "-c",
+            &connect_script(&remote.addr, 8080),
+        ]);
+        assert!(text(&o).contains("hello-remote"), "{net}: {}", text(&o));
+    }
+}
+
+fn proc_children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        v.extend(c.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+    }
+    v
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Start rootlesskit with `sleep`, return (rootlesskit parent pid, driver helper pids).
+fn start_and_find_helpers(net: &str, state: &str) -> (std::process::Child, i32, Vec<i32>) {
+    let child = rk_command(&[
+        &format!("--net={net}"),
+        &format!("--state-dir={state}"),
+        "sleep",
+        "30",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let child_pid_file = format!("{state}/child_pid");
+    let cpid = loop {
+        if let Ok(s) = std::fs::read_to_string(&child_pid_file) {
+            if let Ok(p) = s.trim().parse::<i32>() {
+                break p;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {child_pid_file}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = std::fs::read_to_string(format!("/proc/{cpid}/status")).unwrap();
+    let ppid: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let helpers: Vec<i32> = proc_children(ppid)
+        .into_iter()
+        .filter(|p| {
+            let c = comm(*p);
+            c.starts_with("slirp4netns") || c.starts_with("pasta") || c.starts_with("passt")
+        })
+        .collect();
+    (child, ppid, helpers)
+}
+
+fn wait_gone(pids: &[i32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if pids.iter().all(|p| !alive(*p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn helpers_gone_after_exit_and_kill9() {
+    if !have_userns() {
+        return;
+    }
+    let mut nets = vec!["slirp4netns"];
+    if supports_net("pasta") {
+        nets.push("pasta");
+    }
+    for net in nets {
+        // normal exit (SIGTERM to rootlesskit is forwarded; the command dies, rootlesskit exits)
+        let state = format!("/tmp/rknet-it-{}", uniq());
+        let (mut child, ppid, helpers) = start_and_find_helpers(net, &state);
+        assert_eq!(helpers.len(), 1, "{net}: helpers of {ppid}: {helpers:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ppid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let _ = child.wait();
+        assert!(wait_gone(&helpers), "{net}: {helpers:?} survived the exit");
+        // kill -9
+        let state = format!("/tmp/rknet-it-{}", uniq());
+        let (mut child, ppid, helpers) = start_and_find_helpers(net, &state);
+        assert_eq!(helpers.len(), 1, "{net}: helpers of {ppid}: {helpers:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ppid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        assert!(
+            wait_gone(&helpers),
+            "{net}: {helpers:?} survived kill -9 of the parent"
+        );
+        let _ = as_user("rm").args(["-rf", &state]).status();
+    }
+}
+
+fn fake_binary(name: &str, script: &str) -> String {
+    let path = format!("/tmp/rknet-fake-{name}-{}", uniq());
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn missing_or_failing_driver_binary() {
+    if !have_userns() {
+        return;
+    }
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--slirp4netns-binary=/nonexistent/slirp4netns",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("/nonexistent/slirp4netns"),
+        "{}",
+        text(&o)
+    );
+
+    let fake = fake_binary(
+        "slirp4netns",
+        r#"case "$1" in --help) echo "--netns-type --cidr --disable-host-loopback --api-socket --enable-sandbox --enable-seccomp"; exit 0;; esac; echo slirp-boom >&2; exit 3"#,
+    );
+    let o = rk(&[
+        "--net=slirp4netns",
+        &format!("--slirp4netns-binary={fake}"),
+        "true",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("slirp4netns failed"), "{t}");
+    let _ = std::fs::remove_file(&fake);
+
+    if supports("--pasta-binary") {
+        let fake = fake_binary(
+            "pasta",
+            r#"case "$1" in --help|--version) exit 0;; esac; echo pasta-boom >&2; exit 5"#,
+        );
+        let o = rk(&["--net=pasta", &format!("--pasta-binary={fake}"), "true"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("pasta failed with exit code 5:\npasta-boom"),
+            "{t}"
+        );
+        let _ = std::fs::remove_file(&fake);
+    }
+}
