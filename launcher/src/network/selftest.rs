@@ -326,3 +326,22 @@ fn selftest_transparent_routing() {
     assert!(o.contains("local default dev lo scope host"), "{o}");
     assert!(o.trim_end().ends_with('1'), "{o}");
 }
+
+/// Needs the bridge, dnsmasq and /etc/lxc/lxc-usernet set up by root (see tests/tests/network.rs).
+#[test]
+#[ignore]
+fn selftest_lxc_user_nic() {
+    if !enabled() || std::env::var_os("RK_NET_SELFTEST_LXC").is_none() {
+        return;
+    }
+    for detach in [false, true] {
+        let mut o = test_opts(NetDriver::LxcUserNic);
+        o.detach_netns = detach;
+        let r = run(&o, "ip -o addr show eth0; ip route; cat $STATE/resolv.conf").unwrap();
+        let out = &r.output;
+        assert_eq!(r.status, 0, "{out}");
+        assert!(out.contains("inet 10.0.3."), "{out}");
+        assert!(out.contains("default via 10.0.3.1 dev eth0"), "{out}");
+        assert!(out.contains("nameserver 10.0.3.1"), "{out}");
+    }
+}
