@@ -591,3 +591,134 @@ fn missing_or_failing_driver_binary() {
         let _ = std::fs::remove_file(&fake);
     }
 }
+
+/// The LXC side for `--net=lxc-user-nic`: bridge `lxcbr0` (10.0.3.1/24) with dnsmasq serving
+/// DHCP, and `rktest veth lxcbr0 10` in /etc/lxc/lxc-usernet. Undone on drop (only what this
+/// test created).
+struct LxcBridge {
+    created_bridge: bool,
+    added_usernet: bool,
+    dnsmasq: Option<std::process::Child>,
+}
+
+const USERNET: &str = "/etc/lxc/lxc-usernet";
+const USERNET_LINE: &str = "rktest veth lxcbr0 10";
+
+impl LxcBridge {
+    fn new() -> Option<LxcBridge> {
+        if !is_root() {
+            eprintln!("skipped: setting up lxcbr0 needs root");
+            return None;
+        }
+        if Command::new("dnsmasq").arg("--version").output().is_err() {
+            eprintln!("skipped: dnsmasq is not installed");
+            return None;
+        }
+        let mut b = LxcBridge {
+            created_bridge: false,
+            added_usernet: false,
+            dnsmasq: None,
+        };
+        let exists = Command::new("ip")
+            .args(["link", "show", "lxcbr0"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !exists {
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg("ip link add lxcbr0 type bridge && ip addr add 10.0.3.1/24 dev lxcbr0 && ip link set lxcbr0 up")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+            b.created_bridge = true;
+        }
+        let cur = std::fs::read_to_string(USERNET).unwrap_or_default();
+        if !cur.lines().any(|l| l.trim() == USERNET_LINE) {
+            let _ = std::fs::create_dir_all("/etc/lxc");
+            std::fs::write(USERNET, format!("{cur}{USERNET_LINE}\n")).unwrap();
+            b.added_usernet = true;
+        }
+        let leases = format!("/tmp/rknet-dnsmasq-{}.leases", uniq());
+        b.dnsmasq = Some(
+            Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--conf-file=/dev/null",
+                    "--bind-interfaces",
+                    "--listen-address=10.0.3.1",
+                    "--dhcp-range=10.0.3.2,10.0.3.254",
+                    "--except-interface=lo",
+                    "--interface=lxcbr0",
+                    "--dhcp-authoritative",
+                    "--pid-file=",
+                    &format!("--dhcp-leasefile={leases}"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dnsmasq"),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        Some(b)
+    }
+}
+
+impl Drop for LxcBridge {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.dnsmasq.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if self.added_usernet {
+            let cur = std::fs::read_to_string(USERNET).unwrap_or_default();
+            let rest: String = cur
+                .lines()
+                .filter(|l| l.trim() != USERNET_LINE)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write(USERNET, rest);
+        }
+        if self.created_bridge {
+            let _ = Command::new("ip").args(["link", "del", "lxcbr0"]).status();
+        }
+    }
+}
+
+#[test]
+fn lxc_user_nic_dhcp() {
+    if !have_userns() || !supports_net("lxc-user-nic") {
+        return;
+    }
+    let Some(_br) = LxcBridge::new() else {
+        return;
+    };
+    let o = rk(&[
+        "--net=lxc-user-nic",
+        "--copy-up=/etc",
+        "sh",
+        "-c",
+        "ip -o addr show eth0; ip route; cat /etc/resolv.conf; ip -o link show eth0",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("eth0    inet 10.0.3."), "{t}");
+    assert!(t.contains("default via 10.0.3.1 dev eth0"), "{t}");
+    assert!(t.contains("nameserver 10.0.3.1"), "{t}");
+    assert!(t.contains("mtu 1500"), "{t}");
+    if !supports("--detach-netns") {
+        return;
+    }
+    let o = rk(&[
+        "--net=lxc-user-nic",
+        "--detach-netns",
+        "sh",
+        "-c",
+        "nsenter --net=$ROOTLESSKIT_STATE_DIR/netns sh -c 'ip -o addr show eth0; ip route'; cat $ROOTLESSKIT_STATE_DIR/resolv.conf",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("eth0    inet 10.0.3."), "{t}");
+    assert!(t.contains("default via 10.0.3.1 dev eth0"), "{t}");
+    assert!(t.contains("nameserver 10.0.3.1"), "{t}");
+}

@@ -26,10 +26,15 @@ pub(crate) struct LxcUserNic {
 
 impl LxcUserNic {
     pub(crate) fn new(opts: &Options, ifname: String) -> Result<Self, NetError> {
-        if opts.lxc_user_nic_binary.is_empty() {
+        let configured = if opts.lxc_user_nic_binary.is_empty() {
+            default_binary()
+        } else {
+            Some(opts.lxc_user_nic_binary.clone())
+        };
+        let Some(configured) = configured else {
             return Err(NetError::Msg("lxc-user-nic binary not found: install LXC (Debian/Ubuntu package \"lxc\") or set --lxc-user-nic-binary".into()));
-        }
-        let binary = look_path(&opts.lxc_user_nic_binary)?;
+        };
+        let binary = look_path(&configured)?;
         if opts.lxc_user_nic_bridge.is_empty() {
             return Err(NetError::Msg(
                 "got empty bridge: set --lxc-user-nic-bridge".into(),
@@ -42,6 +47,22 @@ impl LxcUserNic {
             ifname,
         })
     }
+}
+
+/// RootlessKit's default `--lxc-user-nic-binary`: the first that exists of
+/// `/usr/libexec/lxc/lxc-user-nic`, `/usr/lib/<uname -m>-linux-gnu/lxc/lxc-user-nic`,
+/// `/usr/lib/lxc/lxc-user-nic`.
+pub fn default_binary() -> Option<String> {
+    let machine = nix::sys::utsname::uname()
+        .map(|u| u.machine().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "x86_64".into());
+    [
+        "/usr/libexec/lxc/lxc-user-nic".to_string(),
+        format!("/usr/lib/{machine}-linux-gnu/lxc/lxc-user-nic"),
+        "/usr/lib/lxc/lxc-user-nic".to_string(),
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
 }
 
 /// argv after the program name.
