@@ -83,7 +83,7 @@ fn supports(what: &str) -> bool {
 fn supports_net(name: &str) -> bool {
     let o = rk(&[&format!("--net={name}"), "true"]);
     let t = text(&o);
-    if t.contains("unknown network mode") {
+    if t.contains("unknown network mode") || t.contains("not supported in this Debian package") {
         eprintln!("skipped: {} does not support --net={name}", bin().display());
         false
     } else {
@@ -721,4 +721,236 @@ fn lxc_user_nic_dhcp() {
     assert!(t.contains("eth0    inet 10.0.3."), "{t}");
     assert!(t.contains("default via 10.0.3.1 dev eth0"), "{t}");
     assert!(t.contains("nameserver 10.0.3.1"), "{t}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// vpnkit: VPNKit is not packaged, so the tests run a VPNKit-compatible peer: this test binary
+// re-executed (through a small wrapper script given as --vpnkit-binary) in the ignored test
+// `fake_vpnkit_peer`. It speaks the vmnet protocol (init, ethernet request, 258-byte VIF
+// response, u16-LE-framed Ethernet) and answers ARP and ICMP echo for the gateway 192.168.65.1
+// and DHCP (192.168.65.3) — enough for RootlessKit's client and ours.
+
+const VPNKIT_GW: [u8; 4] = [192, 168, 65, 1];
+const VPNKIT_CLIENT: [u8; 4] = [192, 168, 65, 3];
+const VPNKIT_GW_MAC: [u8; 6] = [2, 0x50, 0, 0, 0, 1];
+
+fn ip_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ipv4_packet(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let c = ip_checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], ty: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ty.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Answer one frame from the client, if it is something the peer handles.
+fn vpnkit_answer(f: &[u8], client_mac: [u8; 6]) -> Option<Vec<u8>> {
+    if f.len() < 14 {
+        return None;
+    }
+    let ty = u16::from_be_bytes([f[12], f[13]]);
+    let p = &f[14..];
+    if ty == 0x0806 && p.len() >= 28 && p[7] == 1 && p[24..28] == VPNKIT_GW {
+        let mut r = p[..28].to_vec();
+        r[7] = 2;
+        r[8..14].copy_from_slice(&VPNKIT_GW_MAC);
+        r[14..18].copy_from_slice(&VPNKIT_GW);
+        r[18..24].copy_from_slice(&p[8..14]);
+        r[24..28].copy_from_slice(&p[14..18]);
+        return Some(eth(client_mac, VPNKIT_GW_MAC, 0x0806, &r));
+    }
+    if ty != 0x0800 || p.len() < 20 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0xf) * 4;
+    let body = p.get(ihl..)?;
+    match p[9] {
+        1 if p[16..20] == VPNKIT_GW && body.first() == Some(&8) => {
+            let mut icmp = body.to_vec();
+            icmp[0] = 0;
+            icmp[2..4].copy_from_slice(&[0, 0]);
+            let c = ip_checksum(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let src: [u8; 4] = p[12..16].try_into().ok()?;
+            Some(eth(
+                client_mac,
+                VPNKIT_GW_MAC,
+                0x0800,
+                &ipv4_packet(1, VPNKIT_GW, src, &icmp),
+            ))
+        }
+        17 if body.len() >= 8 + 240 && body[2..4] == [0, 67] => {
+            let m = &body[8..];
+            let mut msg_type = 0;
+            let mut i = 240;
+            while i + 1 < m.len() && m[i] != 255 {
+                if m[i] == 0 {
+                    i += 1;
+                    continue;
+                }
+                if m[i] == 53 {
+                    msg_type = m[i + 2];
+                }
+                i += 2 + usize::from(m[i + 1]);
+            }
+            let reply_type = match msg_type {
+                1 => 2,
+                3 => 5,
+                _ => return None,
+            };
+            let mut r = vec![0u8; 236];
+            r[0] = 2;
+            r[1] = 1;
+            r[2] = 6;
+            r[4..8].copy_from_slice(&m[4..8]);
+            r[10..12].copy_from_slice(&m[10..12]);
+            r[16..20].copy_from_slice(&VPNKIT_CLIENT);
+            r[20..24].copy_from_slice(&VPNKIT_GW);
+            r[28..44].copy_from_slice(&m[28..44]);
+            r.extend_from_slice(&[99, 130, 83, 99, 53, 1, reply_type]);
+            r.extend_from_slice(&[54, 4, 192, 168, 65, 1, 51, 4, 0, 0, 0x0e, 0x10]);
+            r.extend_from_slice(&[
+                1, 4, 255, 255, 255, 0, 3, 4, 192, 168, 65, 1, 6, 4, 192, 168, 65, 1, 255,
+            ]);
+            let mut udp = vec![0, 67, 0, 68];
+            udp.extend_from_slice(&((8 + r.len()) as u16).to_be_bytes());
+            udp.extend_from_slice(&[0, 0]);
+            udp.extend_from_slice(&r);
+            let ip = ipv4_packet(17, VPNKIT_GW, [255, 255, 255, 255], &udp);
+            Some(eth([0xff; 6], VPNKIT_GW_MAC, 0x0800, &ip))
+        }
+        _ => None,
+    }
+}
+
+fn vpnkit_serve(mut c: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut init = [0u8; 49];
+    c.read_exact(&mut init)?;
+    let mut me = [0u8; 49];
+    me[..5].copy_from_slice(b"VMN3T");
+    me[5..9].copy_from_slice(&22u32.to_le_bytes());
+    c.write_all(&me)?;
+    let mut req = [0u8; 41];
+    c.read_exact(&mut req)?;
+    // the same UUID always gets the same MAC
+    let h = req[1..37]
+        .iter()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(*b)));
+    let mut mac = [2, 0x50, 0, 0, 0, 0];
+    mac[2..6].copy_from_slice(&h.to_be_bytes());
+    mac[2] |= 0x10;
+    let mut resp = [0u8; 258];
+    resp[0] = 1;
+    resp[1..3].copy_from_slice(&1500u16.to_le_bytes());
+    resp[3..5].copy_from_slice(&1550u16.to_le_bytes());
+    resp[5..11].copy_from_slice(&mac);
+    c.write_all(&resp)?;
+    let mut buf = Vec::new();
+    loop {
+        let mut l = [0u8; 2];
+        c.read_exact(&mut l)?;
+        buf.resize(usize::from(u16::from_le_bytes(l)), 0);
+        c.read_exact(&mut buf)?;
+        if let Some(r) = vpnkit_answer(&buf, mac) {
+            let mut out = (r.len() as u16).to_le_bytes().to_vec();
+            out.extend_from_slice(&r);
+            c.write_all(&out)?;
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn fake_vpnkit_peer() {
+    let Ok(args) = std::env::var("RKNET_VPNKIT_ARGS") else {
+        return;
+    };
+    let a: Vec<&str> = args.split_whitespace().collect();
+    let path = a
+        .iter()
+        .position(|x| *x == "--ethernet")
+        .and_then(|i| a.get(i + 1))
+        .expect("--ethernet PATH");
+    let l = std::os::unix::net::UnixListener::bind(path).expect("bind");
+    for c in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = vpnkit_serve(c);
+        });
+    }
+}
+
+fn fake_vpnkit_wrapper() -> String {
+    let exe = std::env::current_exe().unwrap();
+    fake_binary(
+        "vpnkit",
+        &format!(
+            "RKNET_VPNKIT_ARGS=\"$*\" exec {} --ignored --exact fake_vpnkit_peer --nocapture --test-threads=1",
+            exe.display()
+        ),
+    )
+}
+
+#[test]
+fn vpnkit_with_compatible_peer() {
+    if !have_userns() || !supports_net("vpnkit") {
+        return;
+    }
+    let wrapper = fake_vpnkit_wrapper();
+    let script = "ip -o addr show; cat /proc/net/route; cat /etc/resolv.conf; ip -o link show tap0; busybox ping -c1 -W3 192.168.65.1";
+    let o = rk(&[
+        "--net=vpnkit",
+        &format!("--vpnkit-binary={wrapper}"),
+        "--copy-up=/etc",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("tap0    inet 192.168.65.3/24"), "{t}");
+    assert!(t.contains("tap0\t00000000\t0141A8C0"), "{t}");
+    assert!(t.contains("nameserver 192.168.65.1"), "{t}");
+    assert!(t.contains("mtu 1500"), "{t}");
+    assert!(t.contains("1 packets received"), "{t}");
+    if supports("--detach-netns") {
+        let o = rk(&[
+            "--net=vpnkit",
+            &format!("--vpnkit-binary={wrapper}"),
+            "--detach-netns",
+            "sh",
+            "-c",
+            &format!("nsenter --net=$ROOTLESSKIT_STATE_DIR/netns sh -c '{script}'"),
+        ]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("tap0    inet 192.168.65.3/24"), "{t}");
+        assert!(t.contains("1 packets received"), "{t}");
+    }
+    let _ = std::fs::remove_file(&wrapper);
 }
