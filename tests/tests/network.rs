@@ -167,6 +167,30 @@ fn slirp4netns_custom_cidr_mtu() {
 }
 
 #[test]
+fn slirp4netns_ipv6() {
+    if !have_userns() || !supports("--ipv6") {
+        return;
+    }
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--ipv6",
+        "--disable-host-loopback",
+        "--copy-up=/etc",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; sleep 3; ip -o -6 addr show dev tap0",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("nameserver 10.0.2.3\nnameserver fd00::3\n"),
+        "{t}"
+    );
+    // SLAAC from slirp4netns's router advertisement
+    assert!(t.contains("inet6 fd00::"), "{t}");
+}
+
+#[test]
 fn validation_errors() {
     if !have_userns() {
         return;
@@ -335,6 +359,17 @@ fn host_loopback_via_gateway() {
     if supports_net("pasta") {
         let o = rk(&["--net=pasta", "sh", "-c", &connect_script("10.0.2.2", port)]);
         assert!(text(&o).contains("hello-host"), "{}", text(&o));
+        let o = rk(&[
+            "--net=pasta",
+            "--disable-host-loopback",
+            "sh",
+            "-c",
+            &connect_script("10.0.2.2", port),
+        ]);
+        // pasta (--no-map-gw) may accept the connection itself, but never reaches the host's
+        // loopback.
+        let t = text(&o);
+        assert!(!t.contains("hello-host"), "{t}");
     }
 }
 
