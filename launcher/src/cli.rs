@@ -984,3 +984,8 @@ pub fn front(args: &[String]) -> Result<Box<Options>, i32> {
         }
     }
 }
+
+/// Go's `%q` of a string (for error texts shared with other modules).
+pub fn quote_go(s: &str) -> String {
+    goparse::quote(s)
+}
