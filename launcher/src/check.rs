@@ -347,20 +347,46 @@ fn check_subids(
 
 /// `PATH` lookup like Go's `exec.LookPath`.
 pub fn look_path(bin: &str) -> Option<PathBuf> {
+    look_path_go(bin).ok()
+}
+
+/// Go's `exec.LookPath` with its error texts:
+/// `exec: "x": executable file not found in $PATH`, `exec: "/a/x": stat /a/x: no such file or directory`,
+/// `exec: "/a/x": permission denied`.
+pub fn look_path_go(bin: &str) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+    let q = crate::cli::quote_go(bin);
+    let check = |p: &Path| -> Result<(), String> {
+        let m = std::fs::metadata(p).map_err(|e| {
+            let msg = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            format!("stat {}: {msg}", p.display())
+        })?;
+        if !m.is_dir() && m.permissions().mode() & 0o111 != 0 {
+            Ok(())
+        } else {
+            Err("permission denied".to_string())
+        }
     };
     if bin.contains('/') {
         let p = PathBuf::from(bin);
-        return is_exec(&p).then_some(p);
+        return check(&p).map(|_| p).map_err(|e| format!("exec: {q}: {e}"));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| is_exec(p))
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+            .join(bin)
+        })
+        .find(|p| check(p).is_ok())
+        .ok_or_else(|| format!("exec: {q}: executable file not found in $PATH"))
 }
 
 fn check_idmap_binary(bin: &str, cap: &str) -> CheckResult {
@@ -430,16 +456,7 @@ fn check_driver_binary(
     bin: &str,
     install: &str,
 ) -> Result<(PathBuf, String), CheckResult> {
-    let Some(path) = look_path(bin) else {
-        return Err(CheckResult::fail(
-            name,
-            format!(
-                "exec: {}: executable file not found in $PATH",
-                crate::cli::quote_go(bin)
-            ),
-            install,
-        ));
-    };
+    let path = look_path_go(bin).map_err(|e| CheckResult::fail(name, e, install))?;
     let version = run_output(&path, &["--version"])
         .map(|(_, s)| s.lines().next().unwrap_or("").trim().to_string())
         .unwrap_or_default();

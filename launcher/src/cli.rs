@@ -861,6 +861,22 @@ impl Options {
         })
     }
 
+    /// RootlessKit's `exec.LookPath` of the network driver's binary (pasta, slirp4netns, vpnkit,
+    /// lxc-user-nic), done while creating the parent options; `Ok(None)` for drivers without one.
+    /// Error text as Go's: `exec: "vpnkit": executable file not found in $PATH`.
+    pub fn lookup_driver_binary(&self) -> Result<Option<PathBuf>, CliError> {
+        let bin = match self.net {
+            NetDriver::Pasta => &self.pasta_binary,
+            NetDriver::Slirp4netns => &self.slirp4netns_binary,
+            NetDriver::Vpnkit => &self.vpnkit_binary,
+            NetDriver::LxcUserNic => &self.lxc_user_nic_binary,
+            NetDriver::Host | NetDriver::None | NetDriver::GvisorTapVsock => return Ok(None),
+        };
+        crate::check::look_path_go(bin)
+            .map(Some)
+            .map_err(CliError::Invalid)
+    }
+
     /// Whether the reaper runs (`auto` = `--pidns`).
     pub fn reaper_enabled(&self) -> bool {
         match self.reaper {
@@ -970,6 +986,10 @@ pub fn front(args: &[String]) -> Result<Box<Options>, i32> {
                 return Err(crate::check::run_check(&opts));
             }
             if let Some(e) = opts.unsupported_features().into_iter().next() {
+                crate::error!("{e}");
+                return Err(1);
+            }
+            if let Err(e) = opts.lookup_driver_binary() {
                 crate::error!("{e}");
                 return Err(1);
             }

@@ -286,7 +286,7 @@ fn network_driver_binary_missing_and_present() {
     assert_eq!(o.code, 1);
     assert_eq!(
         o.line("slirp4netns"),
-        "FAIL  slirp4netns: exec: \"/nonexistent/slirp4netns\": executable file not found in $PATH; fix: sudo apt-get install slirp4netns"
+        "FAIL  slirp4netns: exec: \"/nonexistent/slirp4netns\": stat /nonexistent/slirp4netns: no such file or directory; fix: sudo apt-get install slirp4netns"
     );
     if which("slirp4netns").is_some() {
         let o = check(&[], &["--net=slirp4netns"]);
