@@ -202,10 +202,7 @@ fn subuid_line_moved_away() {
             l.starts_with(&format!("FAIL  subuid: no subuids for user {USER} in ")),
             "{l}"
         );
-        assert!(
-            l.contains(&format!("; fix: sudo usermod --add-subuids ")),
-            "{l}"
-        );
+        assert!(l.contains("; fix: sudo usermod --add-subuids "), "{l}");
         assert!(l.ends_with(&format!(" {USER}")), "{l}");
         assert!(o.line("subgid").starts_with("ok "));
     }
