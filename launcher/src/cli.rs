@@ -146,6 +146,43 @@ pub struct Deferred {
     pub idmap: Option<String>,
 }
 
+/// systemd socket activation (§1.6, RootlessKit v2.1+): `LISTEN_PID` and `LISTEN_FDS` as found
+/// in the parent's environment. fds `3..3+fds` are passed on to the child and the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketActivation {
+    /// `LISTEN_FDS` (> 0).
+    pub fds: u32,
+    /// `LISTEN_PID`.
+    pub listen_pid: u32,
+    /// `LISTEN_PID` is this (parent) process: the child must run the activation helper so that
+    /// the command sees `LISTEN_PID` equal to its own PID.
+    pub pid_is_parent: bool,
+}
+
+impl SocketActivation {
+    /// Valid when both variables are decimal numbers and `LISTEN_FDS > 0`.
+    pub fn from_vars(
+        listen_pid: Option<&str>,
+        listen_fds: Option<&str>,
+        own_pid: u32,
+    ) -> Option<Self> {
+        let listen_pid: u32 = listen_pid?.trim().parse().ok()?;
+        let fds: u32 = listen_fds?.trim().parse().ok()?;
+        (fds > 0 && listen_pid > 0).then_some(SocketActivation {
+            fds,
+            listen_pid,
+            pid_is_parent: listen_pid == own_pid,
+        })
+    }
+
+    /// From this process's environment.
+    pub fn from_env() -> Option<Self> {
+        let pid = std::env::var("LISTEN_PID").ok();
+        let fds = std::env::var("LISTEN_FDS").ok();
+        Self::from_vars(pid.as_deref(), fds.as_deref(), std::process::id())
+    }
+}
+
 /// Every flag of the newest RootlessKit, parsed and defaulted.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -185,6 +222,8 @@ pub struct Options {
     pub check: bool,
     /// Errors of later stages, see [`Deferred`].
     pub deferred: Deferred,
+    /// systemd socket activation found in the environment by `parse` (not a flag).
+    pub socket_activation: Option<SocketActivation>,
 }
 
 impl Default for Options {
@@ -223,6 +262,7 @@ impl Default for Options {
             command: Vec::new(),
             check: false,
             deferred: Deferred::default(),
+            socket_activation: None,
         }
     }
 }
@@ -746,6 +786,7 @@ fn build(raw: &Raw) -> Result<Options, CliError> {
         command: Vec::new(),
         check: false,
         deferred,
+        socket_activation: SocketActivation::from_env(),
     })
 }
 

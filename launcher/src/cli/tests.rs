@@ -712,3 +712,20 @@ fn usage_errors_match_reference_binary() {
         assert_eq!(ours_first, ref_first, "{c:?}");
     }
 }
+
+#[test]
+fn socket_activation_vars() {
+    let f = SocketActivation::from_vars;
+    assert_eq!(f(None, Some("2"), 10), None);
+    assert_eq!(f(Some("10"), Some("0"), 10), None);
+    assert_eq!(f(Some("x"), Some("1"), 10), None);
+    assert_eq!(
+        f(Some("10"), Some("2"), 10),
+        Some(SocketActivation {
+            fds: 2,
+            listen_pid: 10,
+            pid_is_parent: true
+        })
+    );
+    assert!(!f(Some("11"), Some("1"), 10).unwrap().pid_is_parent);
+}
