@@ -4,40 +4,13 @@
 //! `--ignored selftest`).
 
 use super::*;
-use crate::cli::SubidSource;
 
 pub(crate) fn test_opts(net: NetDriver) -> Options {
     Options {
-        debug: false,
-        state_dir: None,
         net,
-        mtu: 0,
-        cidr: None,
-        ifname: None,
-        disable_host_loopback: false,
-        ipv6: false,
-        detach_netns: false,
-        pasta_binary: "pasta".into(),
-        slirp4netns_binary: "slirp4netns".into(),
-        slirp4netns_sandbox: AutoBool::False,
-        slirp4netns_seccomp: AutoBool::False,
-        vpnkit_binary: "vpnkit".into(),
         lxc_user_nic_binary: "/usr/libexec/lxc/lxc-user-nic".into(),
-        lxc_user_nic_bridge: "lxcbr0".into(),
-        port_driver: PortDriverKind::None,
-        publish: Vec::new(),
-        source_ip_transparent: true,
-        copy_up: Vec::new(),
-        copy_up_mode: "tmpfs+symlink".into(),
-        propagation: "rprivate".into(),
-        pidns: false,
-        cgroupns: false,
-        utsns: false,
-        ipcns: false,
-        reaper: AutoBool::Auto,
-        evacuate_cgroup2: None,
-        subid_source: SubidSource::Auto,
         command: vec!["true".into()],
+        ..Default::default()
     }
 }
 

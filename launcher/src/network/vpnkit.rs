@@ -220,6 +220,9 @@ pub(crate) struct Vpnkit {
 
 impl Vpnkit {
     pub(crate) fn new(opts: &Options, ifname: String) -> Result<Self, NetError> {
+        if opts.mtu != 0 && opts.mtu != 1500 {
+            crate::warn!("vpnkit is known to have issues with non-1500 MTU (current: {}), see https://github.com/rootless-containers/rootlesskit/issues/6#issuecomment-403531453", opts.mtu);
+        }
         Ok(Vpnkit {
             binary: look_path(&opts.vpnkit_binary)?,
             mtu: if opts.mtu == 0 { 1500 } else { opts.mtu },
