@@ -74,10 +74,13 @@ impl Spawn<'_> {
         let fd3 = self.fd3.as_ref().map(|f| f.as_raw_fd());
         let ns_fds: Vec<i32> = self.setns.iter().map(|f| f.as_raw_fd()).collect();
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe syscalls (prctl, getppid, dup2, fcntl, setns, _exit); it does not
+        // async-signal-safe syscalls (sigprocmask, signal, prctl, getppid, dup2, fcntl, setns,
+        // close_range, _exit); it does not
         // allocate or take locks.
         unsafe {
             cmd.pre_exec(move || {
+                // The parent blocks every signal (signalfd); the helper must not inherit that.
+                crate::sys::reset_signals_after_fork()?;
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 // The parent may have died between fork and prctl.
                 if nix::unistd::getppid() != parent_pid {
