@@ -129,9 +129,7 @@ fn pids_named(prefixes: &[&str]) -> Vec<i32> {
 }
 
 pub(crate) fn run(opts: &Options, script: &str) -> Result<Run, String> {
-    let state = PathBuf::from(
-        nix::unistd::mkdtemp("/tmp/rknet-selftest.XXXXXX").map_err(|e| e.to_string())?,
-    );
+    let state = nix::unistd::mkdtemp("/tmp/rknet-selftest.XXXXXX").map_err(|e| e.to_string())?;
     let out = PathBuf::from(format!("{}.out", state.display()));
     let before = pids_named(&["slirp4netns", "pasta", "passt"]);
     let mut driver = new_driver_quiet(opts).map_err(|e| e.to_string())?;
