@@ -447,11 +447,29 @@ impl SocketPools {
                 continue; // fds dropped (closed)
             };
             let p = &self.pools[kind as usize];
+            let received = fds.len();
             let good: Vec<OwnedFd> = fds
                 .into_iter()
                 .filter(|fd| self.validate(kind, fd))
                 .collect();
-            if good.is_empty() && h.errno != 0 {
+            if received > 0 && good.is_empty() {
+                // A whole batch of wrong sockets (wrong type/family, or from our own netns):
+                // the child is broken; stop asking instead of looping.
+                p.disabled.store(true, Ordering::Relaxed);
+            }
+            // Only a permanent refusal disables a kind (transparent sockets without
+            // CAP_NET_ADMIN, unsupported family); EMFILE/ENFILE/ENOBUFS are transient and the
+            // next `take()` asks again.
+            if good.is_empty()
+                && matches!(
+                    h.errno,
+                    libc::EPERM
+                        | libc::EACCES
+                        | libc::EAFNOSUPPORT
+                        | libc::EINVAL
+                        | libc::ENOPROTOOPT
+                )
+            {
                 p.disabled.store(true, Ordering::Relaxed);
             }
             let _ = h.count;
