@@ -11,5 +11,8 @@ pub mod gojson;
 pub mod server;
 pub mod types;
 
-pub use server::{run, ApiState};
+pub use server::{run, spawn, ApiServerHandle, ApiState};
 pub use types::{ErrorJson, Info};
+
+#[cfg(test)]
+mod compat_tests;

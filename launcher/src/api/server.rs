@@ -11,7 +11,8 @@
 //!   -> `404 page not found\n` with `X-Content-Type-Options: nosniff`, a known path with the wrong
 //!   method -> 405 with an empty body (`HEAD` without `Content-Length`), query strings ignored,
 //!   paths matched percent-decoded;
-//! - HTTP/1.1 without `Host` -> `400 Bad Request: missing required Host header`.
+//! - HTTP/1.1 without `Host` -> `400 Bad Request: missing required Host header` (Go sends
+//!   the body close-delimited; hyper adds `Content-Length`, the only header difference).
 //!
 //! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
 //! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
@@ -121,6 +122,8 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
                     let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
                     let conn = hyper::server::conn::http1::Builder::new()
                         .title_case_headers(true)
+                        // Date is inserted by hand, in Go's position.
+                        .auto_date_header(false)
                         .max_buf_size(MAX_HEAD)
                         .serve_connection(TokioIo::new(stream), svc);
                     tokio::pin!(conn);
@@ -143,6 +146,66 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
     })
     .await;
     conns.abort_all();
+}
+
+/// A running API server on its own thread (see [`spawn`]).
+pub struct ApiServerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiServerHandle {
+    /// Stop accepting, drain open connections (up to 5 s) and join the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ApiServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Serve the API from a dedicated thread with its own current-thread tokio runtime, for a
+/// parent that has no runtime of its own. `listener` is the bound `$STATE/api.sock`.
+pub fn spawn(
+    listener: std::os::unix::net::UnixListener,
+    state: Arc<ApiState>,
+) -> std::io::Result<ApiServerHandle> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match UnixListener::from_std(listener) {
+                    Ok(l) => {
+                        run(l, state, async {
+                            let _ = rx.await;
+                        })
+                        .await
+                    }
+                    Err(e) => crate::error!("api: {e}"),
+                }
+            });
+        })?;
+    Ok(ApiServerHandle {
+        stop: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 /// Response body: either sized (`Content-Length`) or one chunk of unknown size (chunked).
@@ -339,11 +402,10 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
     if version == Version::HTTP_11 && !req.headers().contains_key(hyper::header::HOST) {
         let mut resp = Reply::new(StatusCode::BAD_REQUEST)
             .header("content-type", "text/plain; charset=utf-8")
-            .header("connection", "close")
-            .header("content-length", "46");
-        resp.body = Some(Bytes::from_static(
-            b"400 Bad Request: missing required Host header",
-        ));
+            .header("connection", "close");
+        let body: &'static [u8] = b"400 Bad Request: missing required Host header";
+        resp = resp.header("content-length", body.len().to_string());
+        resp.body = Some(Bytes::from_static(body));
         let mut resp = resp.build(version);
         resp.extensions_mut()
             .insert(hyper::ext::ReasonPhrase::from_static(
@@ -355,9 +417,10 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
     let Some(path) = unescape_path(&raw_path) else {
         let mut r = Reply::new(StatusCode::BAD_REQUEST)
             .header("content-type", "text/plain; charset=utf-8")
-            .header("connection", "close")
-            .header("content-length", "15");
-        r.body = Some(Bytes::from_static(b"400 Bad Request"));
+            .header("connection", "close");
+        let body: &'static [u8] = b"400 Bad Request";
+        r = r.header("content-length", body.len().to_string());
+        r.body = Some(Bytes::from_static(body));
         return Ok(r.build(version));
     };
     let cleaned = clean_path(&path);
