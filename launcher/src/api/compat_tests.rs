@@ -250,7 +250,13 @@ pub(crate) fn req(method: &str, path: &str) -> Vec<u8> {
 /// The request script shared by both servers; `{P1}`.. are replaced by per-server ports with
 /// the same number of digits, and mapped back before comparing.
 pub(crate) fn script() -> Vec<(&'static str, Vec<u8>)> {
+    let long_ip = format!(
+        r#"{{"proto":"tcp","parentIP":"{}","parentPort":1,"childPort":1}}"#,
+        "a".repeat(3000)
+    );
     vec![
+        // > 2048 bytes of error body: Go switches to chunked (Date, Content-Type, TE).
+        ("long error", post(&long_ip)),
         ("empty list", req("GET", "/v1/ports")),
         (
             "add",
