@@ -63,6 +63,12 @@ impl PortBackend for ListenBackend {
         self.socks.lock().unwrap().remove(&id);
         Ok(())
     }
+    fn stats(&self, id: i64) -> Option<crate::port::PortStats> {
+        Some(crate::port::PortStats {
+            id,
+            ..Default::default()
+        })
+    }
 }
 
 pub(crate) fn tmpdir(tag: &str) -> PathBuf {
@@ -551,6 +557,36 @@ fn server_matches_go_reference_byte_for_byte() {
         assert_eq!(ol.masked_head(), rl.masked_head());
         assert_eq!(ours_list, parse(&rl, REF));
     }
+}
+
+#[test]
+fn stats_extension() {
+    let dir = tmpdir("stats");
+    let driver: Arc<dyn PortDriver> = Arc::new(Manager::new(ListenBackend::default()));
+    let (_h, ours) = start_ours(&dir, Some(driver));
+    let r = exchange(
+        &ours,
+        &post(r#"{"proto":"tcp","parentIP":"127.0.0.1","parentPort":19298,"childPort":1}"#),
+    );
+    assert_eq!(r.status(), "HTTP/1.1 201 Created");
+    let r = exchange(&ours, &req("GET", "/v1/ports/1/stats"));
+    assert_eq!(
+        r.masked_head(),
+        [
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/json",
+            "Date: *",
+            "Content-Length: 65"
+        ]
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"{"id":1,"active":0,"total":0,"bytesIn":0,"bytesOut":0,"errors":0}"#
+    );
+    let r = exchange(&ours, &req("GET", "/v1/ports/2/stats"));
+    assert_eq!(r.body_str(), "{\"message\":\"unknown id: 2\"}\n");
+    let r = exchange(&ours, &req("DELETE", "/v1/ports/1/stats"));
+    assert_eq!(r.status(), "HTTP/1.1 405 Method Not Allowed");
 }
 
 #[test]

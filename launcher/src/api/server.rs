@@ -368,6 +368,8 @@ enum Route {
     Info,
     Ports,
     Port(String),
+    /// rootlesskit-rs extension: `GET /v1/ports/{id}/stats`.
+    PortStats(String),
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -375,11 +377,16 @@ fn route(path: &str) -> Option<Route> {
         "/v1/info" => Some(Route::Info),
         "/v1/ports" => Some(Route::Ports),
         p => {
-            let id = p.strip_prefix("/v1/ports/")?;
-            if id.is_empty() || id.contains('/') {
+            let rest = p.strip_prefix("/v1/ports/")?;
+            if let Some(id) = rest.strip_suffix("/stats") {
+                if !id.is_empty() && !id.contains('/') {
+                    return Some(Route::PortStats(id.to_string()));
+                }
+            }
+            if rest.is_empty() || rest.contains('/') {
                 None
             } else {
-                Some(Route::Port(id.to_string()))
+                Some(Route::Port(rest.to_string()))
             }
         }
     }
@@ -529,6 +536,24 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 }
             },
         },
+        (Route::PortStats(id), &Method::GET) => match &st.port_driver {
+            None => error_reply(
+                StatusCode::BAD_REQUEST,
+                "no PortDriver is available",
+                http10,
+            ),
+            Some(d) => match forwarder::spec::go_atoi(&id) {
+                Err(e) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad id {id}: {e}"),
+                    http10,
+                ),
+                Ok(id) => match d.stats(id) {
+                    Ok(s) => json_reply(StatusCode::OK, gojson::marshal(&s), http10),
+                    Err(e) => error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10),
+                },
+            },
+        },
         // gorilla/mux: the path exists but not for this method -> 405, empty body. Go sends
         // no Content-Length for HEAD.
         (_, m) if m == Method::HEAD => {
@@ -555,6 +580,8 @@ mod tests {
         assert_eq!(unescape_path("/v1/%zz"), None);
         assert!(matches!(route("/v1/ports/7"), Some(Route::Port(id)) if id == "7"));
         assert!(route("/v1/ports/").is_none());
+        assert!(matches!(route("/v1/ports/3/stats"), Some(Route::PortStats(id)) if id == "3"));
+        assert!(route("/v1/ports//stats").is_none());
         assert!(route("/v1/info/").is_none());
         assert!(route("/v2/info").is_none());
     }
