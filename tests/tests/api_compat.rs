@@ -226,7 +226,20 @@ fn rootlessctl_matches_debian_against_go_server() {
     ] {
         same(args);
     }
-    // The info text and JSON layout (the server is the same, so everything is identical).
+    // A socket nobody listens on, and a directory: Go's url.Error texts.
+    let stale = go.dir.with_extension("stale.sock");
+    let _ = std::fs::remove_file(&stale);
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let st = stale.to_str().unwrap();
+    for args in [
+        &["--socket", st, "info"][..],
+        &["--socket", st, "add-ports", "127.0.0.1:1:1/tcp"],
+        &["--socket", st, "remove-ports", "1"],
+        &["--socket", "/tmp", "list-ports"],
+    ] {
+        same(args);
+    }
+    let _ = std::fs::remove_file(&stale);
     // Stateful: alternate clients, expecting the next id each time.
     let add = |bin: &Path, json: bool, spec: &str| {
         let mut a = vec!["--socket", s, "add-ports"];
@@ -276,15 +289,18 @@ fn rootlessctl_matches_debian_against_go_server() {
     assert_eq!(r, (1, "2\n".into(), "error: unknown id: 1\n".into()));
     // $ROOTLESSKIT_STATE_DIR instead of --socket.
     let env_run = |bin: &Path| {
-        norm(
+        let (code, out, err) = norm(
             &Command::new(bin)
                 .args(["list-ports", "--json"])
                 .env("ROOTLESSKIT_STATE_DIR", &go.dir)
                 .output()
                 .unwrap(),
-        )
+        );
+        (code, sorted_lines(&out, false), err)
     };
-    assert_eq!(env_run(&mine), env_run(debian));
+    let e = env_run(debian);
+    assert_eq!(e.1.len(), 2);
+    assert_eq!(env_run(&mine), e);
     // Non-JSON error bodies (gorilla/mux's 404/405) are rendered identically: point both at a
     // socket served by a tiny fake that always answers 404 / 405.
     for (status, body) in [

@@ -114,9 +114,11 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<HttpResponse, ClientError> {
+        // Go's url.Error: `Get "http://rootlesskit/v1/info": dial unix /x: connect: ...`.
+        let op = format!("{}{}", &method[..1], method[1..].to_ascii_lowercase());
         let mut s = UnixStream::connect(&self.socket).map_err(|e| {
             ClientError::Io(format!(
-                "Get \"http://rootlesskit{path}\": dial unix {}: connect: {}",
+                "{op} \"http://rootlesskit{path}\": dial unix {}: connect: {}",
                 self.socket.display(),
                 go_errno_text(&e)
             ))
