@@ -138,7 +138,7 @@ impl PortBackend for Slirp4netnsBackend {
         match ret.get("id").and_then(Value::as_f64) {
             // slirp4netns ids are small positive integers.
             #[allow(clippy::cast_possible_truncation)]
-            Some(id) if id.fract() == 0.0 && id >= 0.0 && id < 9.0e15 => Ok(Some(id as i64)),
+            Some(id) if id.fract() == 0.0 && (0.0..9.0e15).contains(&id) => Ok(Some(id as i64)),
             _ => Err(PortError::Msg(format!(
                 "unexpected reply: {}",
                 go_fmt_value(&Value::Object(ret))
