@@ -735,22 +735,22 @@ fn our_rootlesskit_api_matches_go() {
     let s = s.to_str().unwrap();
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (0, "4\n".into(), String::new())
+        (0, "3\n".into(), String::new())
     );
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (1, String::new(), "error: conflict with ID 4\n".into())
+        (1, String::new(), "error: conflict with ID 3\n".into())
     );
     let list = ctl(&["--socket", s, "list-ports"]);
     assert_eq!(
         list.1,
         "ID    PROTO    PARENTIP     PARENTPORT    CHILDIP    CHILDPORT    \n\
-         3     tcp      127.0.0.1    19912                    83           \n\
-         4     tcp      127.0.0.1    19960                    80           \n"
+         2     tcp      127.0.0.1    19912                    83           \n\
+         3     tcp      127.0.0.1    19960                    80           \n"
     );
     assert_eq!(
-        ctl(&["--socket", s, "remove-ports", "4", "3"]),
-        (0, "4\n3\n".into(), String::new())
+        ctl(&["--socket", s, "remove-ports", "3", "2"]),
+        (0, "3\n2\n".into(), String::new())
     );
     let info = ctl(&["--socket", s, "info"]);
     assert!(
