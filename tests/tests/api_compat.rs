@@ -762,3 +762,66 @@ fn our_rootlesskit_api_matches_go() {
         "- Network Driver: slirp4netns\n  - DNS: [10.0.2.3]\n  - IP: 10.0.2.100\n- Port Driver: builtin\n  - Supported protocols: [tcp tcp4 tcp6 udp udp4 udp6]\n"
     ));
 }
+
+/// rootlesskit-rs extension: `GET /v1/ports/{id}/stats` counts real forwarded traffic.
+#[test]
+fn stats_extension_counts_forwarded_traffic() {
+    if !can_run() {
+        return;
+    }
+    let rs = Kit::start(
+        &ours("rootlesskit"),
+        "stats",
+        &["--net=slirp4netns", "--port-driver=builtin"],
+    );
+    let child_pid = std::fs::read_to_string(rs.dir.join("child_pid")).unwrap();
+    // A TCP echo-once service inside the namespace (python3, as root-in-userns).
+    let mut svc = Command::new("nsenter")
+        .args(["-U", "-n", "-t", child_pid.trim(), "--preserve-credentials", "python3", "-c"])
+        .arg(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('127.0.0.1',8090))\ns.listen()\nprint('ready',flush=True)\n\
+             c,_=s.accept()\nd=c.recv(100)\nc.sendall(d*10)\nc.close()",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(svc.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n");
+    let r = exchange(
+        &rs.sock(),
+        &post(r#"{"proto":"tcp","parentIP":"127.0.0.1","parentPort":19970,"childPort":8090}"#),
+    );
+    assert_eq!(r.head[0], "HTTP/1.1 201 Created");
+    let mut c = std::net::TcpStream::connect("127.0.0.1:19970").unwrap();
+    c.write_all(b"0123456789").unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 100);
+    drop(c);
+    assert!(svc.wait().unwrap().success());
+    // Counters are updated by the workers; allow them a moment after the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = exchange(&rs.sock(), &req("GET", "/v1/ports/1/stats"));
+        assert_eq!(r.head[0], "HTTP/1.1 200 OK");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if v["bytesOut"] == 100 && v["active"] == 0 || Instant::now() > deadline {
+            assert_eq!(v["id"], 1);
+            assert_eq!(v["total"], 1);
+            assert_eq!(v["bytesIn"], 10);
+            assert_eq!(v["bytesOut"], 100);
+            assert_eq!(v["active"], 0);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = exchange(&rs.sock(), &req("GET", "/v1/ports/9/stats"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "{\"message\":\"unknown id: 9\"}\n"
+    );
+}
