@@ -5,9 +5,10 @@
 # user, its subid ranges and a usable /dev/net/tun, nothing is changed.
 
 RK_TEST_USER=${RK_TEST_USER:-rktest}
-# Debian packages the test suites and the demo need.
+# Debian packages the test suites and the demo need. "a|b": either satisfies it
+# (the first is installed when none is).
 RK_PACKAGES=(
-	uidmap slirp4netns passt iproute2 iperf3 rootlesskit busybox curl socat
+	uidmap slirp4netns passt iproute2 iperf3 rootlesskit "busybox|busybox-static" curl socat
 	netcat-openbsd procps psmisc util-linux bsdutils lxc dnsmasq-base hyperfine
 	python3 gcc libc6-dev ca-certificates
 )
@@ -25,9 +26,13 @@ pkg_installed() {
 }
 
 missing_packages() {
-	local p
+	local p alt ok
 	for p in "${RK_PACKAGES[@]}"; do
-		pkg_installed "$p" || printf '%s\n' "$p"
+		ok=
+		for alt in ${p//|/ }; do
+			pkg_installed "$alt" && ok=1 && break
+		done
+		[ -n "$ok" ] || printf '%s\n' "${p%%|*}"
 	done
 }
 
@@ -90,14 +95,15 @@ ensure_test_user() {
 	if [ -e $s ] && [ "$(cat $s)" -lt 1024 ]; then echo 15000 >$s; fi
 }
 
-# Runs "$@" as the test user when root (exec-style, no process in between), else as is.
-as_test_user() {
+# Sets the array AS_TEST_USER to a command prefix that runs a command as the test user
+# when root (setpriv + env exec in place, so "${AS_TEST_USER[@]}" cmd & gives cmd's PID
+# in $!), and to nothing otherwise.
+as_test_user_prefix() {
+	AS_TEST_USER=()
 	if is_root; then
 		local home
 		home=$(getent passwd "$RK_TEST_USER" | cut -d: -f6)
-		setpriv --reuid="$RK_TEST_USER" --regid="$RK_TEST_USER" --init-groups \
-			env HOME="$home" USER="$RK_TEST_USER" LOGNAME="$RK_TEST_USER" "$@"
-	else
-		"$@"
+		AS_TEST_USER=(setpriv --reuid="$RK_TEST_USER" --regid="$RK_TEST_USER" --init-groups
+			env HOME="$home" USER="$RK_TEST_USER" LOGNAME="$RK_TEST_USER")
 	fi
 }
