@@ -108,6 +108,120 @@ pub enum CliError {
     Invalid(String),
 }
 
-pub fn parse(_args: &[String]) -> Result<Parsed, CliError> {
-    Err(CliError::Invalid("CLI not implemented yet".into()))
+/// TEMPORARY minimal parser used by the lead until the CLI branch lands (replaced wholesale).
+pub fn parse(args: &[String]) -> Result<Parsed, CliError> {
+    let mut o = Options {
+        debug: false,
+        state_dir: None,
+        net: NetDriver::Host,
+        mtu: 0,
+        cidr: None,
+        ifname: None,
+        disable_host_loopback: false,
+        ipv6: false,
+        detach_netns: false,
+        pasta_binary: "pasta".into(),
+        slirp4netns_binary: "slirp4netns".into(),
+        slirp4netns_sandbox: AutoBool::False,
+        slirp4netns_seccomp: AutoBool::False,
+        vpnkit_binary: "vpnkit".into(),
+        lxc_user_nic_binary: String::new(),
+        lxc_user_nic_bridge: "lxcbr0".into(),
+        port_driver: PortDriverKind::None,
+        publish: vec![],
+        source_ip_transparent: true,
+        copy_up: vec![],
+        copy_up_mode: "tmpfs+symlink".into(),
+        propagation: "rprivate".into(),
+        pidns: false,
+        cgroupns: false,
+        utsns: false,
+        ipcns: false,
+        reaper: AutoBool::Auto,
+        evacuate_cgroup2: None,
+        subid_source: SubidSource::Auto,
+        command: vec![],
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            i += 1;
+            break;
+        }
+        if !a.starts_with('-') {
+            break;
+        }
+        let (k, v) = match a.split_once('=') {
+            Some((k, v)) => (k.trim_start_matches('-').to_string(), Some(v.to_string())),
+            None => (a.trim_start_matches('-').to_string(), None),
+        };
+        let b = |v: &Option<String>| v.as_deref().map(|x| x == "true").unwrap_or(true);
+        match k.as_str() {
+            "pidns" => o.pidns = b(&v),
+            "cgroupns" => o.cgroupns = b(&v),
+            "utsns" => o.utsns = b(&v),
+            "ipcns" => o.ipcns = b(&v),
+            "debug" => o.debug = b(&v),
+            "detach-netns" => o.detach_netns = b(&v),
+            "state-dir" => o.state_dir = v.map(Into::into),
+            "copy-up" => o.copy_up.push(v.unwrap_or_default().into()),
+            "propagation" => o.propagation = v.unwrap_or_default(),
+            "reaper" => {
+                o.reaper = match v.as_deref() {
+                    Some("true") => AutoBool::True,
+                    Some("false") => AutoBool::False,
+                    _ => AutoBool::Auto,
+                }
+            }
+            "subid-source" => {
+                o.subid_source = match v.as_deref() {
+                    Some("static") => SubidSource::Static,
+                    Some("dynamic") => SubidSource::Dynamic,
+                    _ => SubidSource::Auto,
+                }
+            }
+            "net" => {
+                o.net = match v.as_deref() {
+                    Some("none") => NetDriver::None,
+                    Some("slirp4netns") => NetDriver::Slirp4netns,
+                    Some("pasta") => NetDriver::Pasta,
+                    _ => NetDriver::Host,
+                }
+            }
+            "port-driver" => {
+                o.port_driver = match v.as_deref() {
+                    Some("builtin") => PortDriverKind::Builtin,
+                    Some("slirp4netns") => PortDriverKind::Slirp4netns,
+                    Some("implicit") => PortDriverKind::Implicit,
+                    _ => PortDriverKind::None,
+                }
+            }
+            "disable-host-loopback" => o.disable_host_loopback = b(&v),
+            "p" | "publish" => {
+                let val = match v {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i).cloned().unwrap_or_default()
+                    }
+                };
+                o.publish.push(
+                    forwarder::PortSpec::parse(&val)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?,
+                );
+            }
+            other => {
+                return Err(CliError::Invalid(format!(
+                    "flag provided but not defined: -{other}"
+                )))
+            }
+        }
+        i += 1;
+    }
+    o.command = args[i..].to_vec();
+    if o.command.is_empty() {
+        return Err(CliError::Invalid("no command specified".into()));
+    }
+    Ok(Parsed::Run(Box::new(o)))
 }

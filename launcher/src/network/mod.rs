@@ -6,10 +6,24 @@
 //! The parent side returns a [`NetworkConfig`] which the lead's process model sends to the child
 //! in the handshake; the child applies it with netlink (no `ip` binary needed).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::cli::{AutoBool, NetDriver, Options, PortDriverKind};
+
+mod child;
+pub mod dhcp;
+mod helper;
+mod lxc_user_nic;
+pub mod netlink;
+mod pasta;
+mod slirp4netns;
+pub mod tap;
+pub mod vpnkit;
+
+pub use netlink::setup_transparent_routing;
 
 /// What the child needs to configure its network; sent parent -> child as JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +91,33 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// A netlink request was refused by the kernel.
+    #[error("netlink: {what}: {errno}")]
+    Netlink {
+        what: String,
+        errno: nix::errno::Errno,
+    },
+    /// Another syscall failed.
+    #[error("{what}: {errno}")]
+    Sys {
+        what: String,
+        errno: nix::errno::Errno,
+    },
+}
+
+impl NetError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        NetError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+    pub(crate) fn sys(what: impl Into<String>, errno: nix::errno::Errno) -> Self {
+        NetError::Sys {
+            what: what.into(),
+            errno,
+        }
+    }
 }
 
 /// Parent side of a network driver.
@@ -90,18 +131,354 @@ pub trait NetworkDriver: Send {
     fn cleanup(&mut self) -> Result<(), NetError>;
 }
 
-/// Build the parent-side driver for the parsed options (the options are already validated).
-pub fn new_driver(_opts: &crate::cli::Options) -> Result<Box<dyn NetworkDriver>, NetError> {
-    Err(NetError::Msg("network drivers not implemented yet".into()))
+/// `--net` as the string RootlessKit uses in messages.
+pub fn net_name(net: NetDriver) -> &'static str {
+    match net {
+        NetDriver::Host => "host",
+        NetDriver::None => "none",
+        NetDriver::Slirp4netns => "slirp4netns",
+        NetDriver::Pasta => "pasta",
+        NetDriver::Vpnkit => "vpnkit",
+        NetDriver::LxcUserNic => "lxc-user-nic",
+        NetDriver::GvisorTapVsock => "gvisor-tap-vsock",
+    }
+}
+
+/// Default `--cidr`.
+pub const DEFAULT_CIDR: &str = "10.0.2.0/24";
+
+/// An IPv4 network parsed from `--cidr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parse `A.B.C.D/N`; the address must be the network address (RootlessKit's texts).
+    pub fn parse(s: &str) -> Result<Self, NetError> {
+        let bad = || NetError::Msg(format!("invalid CIDR address: {s}"));
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 32 || p.starts_with('+') {
+            return Err(bad());
+        }
+        let ip: Ipv4Addr = match a.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => v4,
+            Ok(IpAddr::V6(_)) => {
+                return Err(NetError::Msg(format!(
+                    "cidr must be an IPv4 network, got {s}"
+                )))
+            }
+            Err(_) => return Err(bad()),
+        };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        };
+        let network = Ipv4Addr::from(u32::from(ip) & mask);
+        if network != ip {
+            return Err(NetError::Msg(format!(
+                "cidr must be like {network}/{prefix}, not like {s}"
+            )));
+        }
+        Ok(Cidr { network, prefix })
+    }
+
+    /// The network address plus `n` (RootlessKit's `AddIPInt`), which must stay inside the
+    /// network.
+    pub fn nth(&self, n: u32) -> Result<Ipv4Addr, NetError> {
+        let host_bits = 32 - u32::from(self.prefix);
+        let size: u64 = 1u64 << host_bits;
+        if u64::from(n) >= size {
+            return Err(NetError::Msg(format!(
+                "cidr {self} is too small: it has no address +{n} (use a /24 or larger, e.g. 10.0.2.0/24)"
+            )));
+        }
+        Ok(Ipv4Addr::from(u32::from(self.network) + n))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Addresses of the CIDR-based drivers (slirp4netns, pasta): CIDR+100, gateway +2, DNS +3.
+pub(crate) fn cidr_config(
+    driver: &str,
+    cidr: &Cidr,
+    dev: &str,
+    mtu: u32,
+) -> Result<NetworkConfig, NetError> {
+    Ok(NetworkConfig {
+        driver: driver.to_string(),
+        dev: dev.to_string(),
+        ip: Some(IpAddr::V4(cidr.nth(100)?)),
+        netmask: cidr.prefix,
+        gateway: Some(IpAddr::V4(cidr.nth(2)?)),
+        dns: vec![IpAddr::V4(cidr.nth(3)?)],
+        mtu,
+        configure_dev: true,
+        write_resolv_and_hosts: true,
+        opaque: Default::default(),
+    })
+}
+
+pub(crate) fn info_from_config(cfg: &NetworkConfig) -> NetworkDriverInfo {
+    NetworkDriverInfo {
+        driver: cfg.driver.clone(),
+        dns: cfg.dns.iter().map(|d| d.to_string()).collect(),
+        child_ip: cfg.ip.map(|i| i.to_string()).unwrap_or_default(),
+        dynamic_child_ip: false,
+        ipv6: false,
+    }
+}
+
+/// Driver-dependent validation of spec §1.2, in RootlessKit's order. Returns the warnings to
+/// print (texts without the log prefix) or the first error. Call it in the parent after
+/// parsing, before anything starts (the CLI's own `Options::validate()` may already cover the
+/// network x port rules; the texts are identical).
+pub fn validate(opts: &Options) -> Result<Vec<String>, NetError> {
+    let mut warnings = Vec::new();
+    let net = net_name(opts.net);
+    if opts.mtu > 65521 {
+        return Err(NetError::Msg(format!(
+            "mtu must be <= 65521, got {}",
+            opts.mtu
+        )));
+    }
+    let cidr = match opts.cidr.as_deref() {
+        Some(s) if !s.is_empty() => Some(Cidr::parse(s)?),
+        _ => None,
+    };
+    let ifname = opts.ifname.as_deref().unwrap_or("");
+    if ifname.contains('/') {
+        return Err(NetError::Msg("ifname must not contain \"/\"".into()));
+    }
+    if opts.ipv6 {
+        warnings.push("ipv6 is experimental".to_string());
+        if !matches!(
+            opts.net,
+            NetDriver::Pasta | NetDriver::Slirp4netns | NetDriver::GvisorTapVsock
+        ) {
+            warnings.push(format!("--ipv6 is discarded for --net={net}"));
+        }
+    }
+    if !opts.disable_host_loopback && !matches!(opts.net, NetDriver::Host | NetDriver::None) {
+        warnings.push("specifying --disable-host-loopback is highly recommended to prohibit connecting to 127.0.0.1:* on the host namespace (requires pasta, slirp4netns, or VPNKit)".to_string());
+    }
+    match opts.net {
+        NetDriver::Host | NetDriver::None => {
+            if opts.mtu != 0 {
+                warnings.push(format!("unsupported mtu for --net={net}: {}", opts.mtu));
+            }
+            if cidr.is_some() {
+                return Err(NetError::Msg(format!(
+                    "custom cidr is not supported for --net={net}"
+                )));
+            }
+            if !ifname.is_empty() {
+                return Err(NetError::Msg(format!(
+                    "ifname cannot be specified for --net={net}"
+                )));
+            }
+            if opts.net == NetDriver::None
+                && !matches!(
+                    opts.port_driver,
+                    PortDriverKind::None | PortDriverKind::Builtin
+                )
+            {
+                return Err(NetError::Msg(
+                    "network \"none\" requires either port driver \"none\" or \"builtin\"".into(),
+                ));
+            }
+        }
+        NetDriver::Pasta => {
+            warnings.push("\"pasta\" network driver is experimental. Needs very recent version of pasta (see docs/network.md).".to_string());
+            if !matches!(
+                opts.port_driver,
+                PortDriverKind::None | PortDriverKind::Implicit
+            ) {
+                return Err(NetError::Msg(
+                    "network \"pasta\" requires port driver \"none\" or \"implicit\"".into(),
+                ));
+            }
+        }
+        NetDriver::Slirp4netns => {
+            if opts.slirp4netns_sandbox == AutoBool::True && opts.detach_netns {
+                return Err(NetError::Msg("--slirp4netns-sandbox conflicts with --detach-netns (https://github.com/rootless-containers/slirp4netns/issues/317)".into()));
+            }
+        }
+        NetDriver::Vpnkit => {
+            if cidr.is_some() {
+                return Err(NetError::Msg(
+                    "custom cidr is not supported for --net=vpnkit".into(),
+                ));
+            }
+            if opts.mtu != 0 && opts.mtu != 1500 {
+                warnings.push(format!(
+                    "vpnkit is known to have issues with non-1500 MTU (current: {}), see https://github.com/rootless-containers/rootlesskit/issues/6#issuecomment-403531453",
+                    opts.mtu
+                ));
+            }
+        }
+        NetDriver::LxcUserNic => {
+            warnings.push("\"lxc-user-nic\" network driver is experimental".to_string());
+            if cidr.is_some() {
+                return Err(NetError::Msg(
+                    "custom cidr is not supported for --net=lxc-user-nic".into(),
+                ));
+            }
+            if !opts.disable_host_loopback {
+                warnings.push("--disable-host-loopback is implicitly set for lxc-user-nic".into());
+            }
+        }
+        NetDriver::GvisorTapVsock => {
+            warnings.push("\"gvisor-tap-vsock\" network driver is experimental".to_string());
+            if opts.disable_host_loopback {
+                warnings.push(
+                    "\"--disable-host-loopback\" is not yet supported for gvisor-tap-vsock".into(),
+                );
+            }
+            if opts.ipv6 {
+                return Err(NetError::Msg(
+                    "--ipv6 is not supported for gvisor-tap-vsock".into(),
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// `exec.LookPath`: a name with a `/` is used as is, otherwise searched in `$PATH`.
+pub(crate) fn look_path(binary: &str) -> Result<PathBuf, NetError> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if binary.is_empty() {
+        return Err(NetError::Msg(
+            "exec: no command: the binary name is empty".into(),
+        ));
+    }
+    if binary.contains('/') {
+        let p = PathBuf::from(binary);
+        if is_exec(&p) {
+            return Ok(p);
+        }
+        return Err(NetError::Msg(format!(
+            "exec: {binary:?}: stat {binary}: no such executable file"
+        )));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(binary);
+        if is_exec(&p) {
+            return Ok(p);
+        }
+    }
+    Err(NetError::Msg(format!(
+        "exec: {binary:?}: executable file not found in $PATH"
+    )))
+}
+
+/// Build the parent-side driver for the parsed options (after [`validate`]). Checks that the
+/// helper program exists and probes its features, so it fails before the child is started.
+pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    let cidr = match opts.cidr.as_deref() {
+        Some(s) if !s.is_empty() => Cidr::parse(s)?,
+        _ => Cidr::parse(DEFAULT_CIDR)?,
+    };
+    let ifname = opts
+        .ifname
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            if opts.net == NetDriver::LxcUserNic {
+                "eth0".into()
+            } else {
+                "tap0".into()
+            }
+        });
+    match opts.net {
+        NetDriver::Host => Ok(Box::new(HostDriver)),
+        NetDriver::None => Ok(Box::new(NoneDriver)),
+        NetDriver::Slirp4netns => Ok(Box::new(slirp4netns::Slirp4netns::new(
+            opts, cidr, ifname,
+        )?)),
+        NetDriver::Pasta => Ok(Box::new(pasta::Pasta::new(opts, cidr, ifname)?)),
+        NetDriver::LxcUserNic => Ok(Box::new(lxc_user_nic::LxcUserNic::new(opts, ifname)?)),
+        NetDriver::Vpnkit => Ok(Box::new(vpnkit::Vpnkit::new(opts, ifname)?)),
+        NetDriver::GvisorTapVsock => Err(NetError::Msg(
+            "--net=gvisor-tap-vsock is not supported by rootlesskit-rs (it needs gVisor's in-process netstack); use --net=slirp4netns (Debian/Ubuntu package \"slirp4netns\") or --net=pasta (package \"passt\") instead".into(),
+        )),
+    }
+}
+
+/// `--net=host`: nothing to do.
+struct HostDriver;
+
+impl NetworkDriver for HostDriver {
+    fn setup(&mut self, _ctx: &SetupContext) -> Result<NetworkConfig, NetError> {
+        Ok(NetworkConfig {
+            driver: "host".into(),
+            ..Default::default()
+        })
+    }
+    fn info(&self) -> Option<NetworkDriverInfo> {
+        None
+    }
+    fn cleanup(&mut self) -> Result<(), NetError> {
+        Ok(())
+    }
+}
+
+/// `--net=none`: a new netns with only `lo`.
+struct NoneDriver;
+
+impl NetworkDriver for NoneDriver {
+    fn setup(&mut self, _ctx: &SetupContext) -> Result<NetworkConfig, NetError> {
+        Ok(NetworkConfig {
+            driver: "none".into(),
+            ..Default::default()
+        })
+    }
+    fn info(&self) -> Option<NetworkDriverInfo> {
+        Some(NetworkDriverInfo {
+            driver: "none".into(),
+            ..Default::default()
+        })
+    }
+    fn cleanup(&mut self) -> Result<(), NetError> {
+        Ok(())
+    }
 }
 
 /// Child side: runs inside the user+mount(+net) namespaces as root, after propagation and
 /// copy-up, before the command. `detached_netns` is the child's own path to the detached netns
 /// (`$STATE/netns`) when `--detach-netns` is set.
+///
+/// For every driver but host: `lo` up (127.0.0.1/8, ::1). For the drivers with a device: the
+/// device up with MTU/address/default route (unless the driver configured it), then
+/// `$STATE/resolv.conf` and `$STATE/hosts`, bind-mounted over `/etc/resolv.conf` and
+/// `/etc/hosts` and a fresh `/sys` unless detached. Driver-specific child work (lxc-user-nic's
+/// DHCP client, vpnkit's frame copier) starts background threads in the calling process, which
+/// must stay alive while the command runs.
 pub fn configure_child(
-    _cfg: &NetworkConfig,
-    _state_dir: &Path,
-    _detached_netns: Option<&Path>,
+    cfg: &NetworkConfig,
+    state_dir: &Path,
+    detached_netns: Option<&Path>,
 ) -> Result<(), NetError> {
-    Ok(())
+    if cfg.driver.is_empty() || cfg.driver == "host" {
+        return Ok(());
+    }
+    child::configure(cfg, state_dir, detached_netns)
 }
+
+#[cfg(test)]
+mod tests;

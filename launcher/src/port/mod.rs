@@ -1,8 +1,20 @@
-//! Port drivers and the port manager (owner: API helper; builtin wraps `forwarder::Forwarder`).
+//! Port drivers and the port manager (builtin wraps `forwarder::Forwarder`).
 //!
-//! [`PortDriver`] is what the API server and the parent's `-p` publishing call. Ids start at 1,
-//! grow by one per successful add and are never reused; conflict detection uses (proto,
-//! parentIP string, parentPort) exactly like RootlessKit.
+//! [`PortDriver`] is what the API server and the parent's `-p` publishing call. [`Manager`]
+//! implements it on top of a [`PortBackend`] (the data plane): ids start at 1, grow by one per
+//! successful add and are never reused; conflict detection uses (proto, parentIP string,
+//! parentPort) exactly like RootlessKit. All writes are serialised by one mutex so concurrent
+//! POSTs can never interleave a conflict check with another add.
+//!
+//! Drivers: [`builtin::BuiltinBackend`] (`--port-driver=builtin`), [`slirp4netns::Slirp4netnsBackend`]
+//! (`--port-driver=slirp4netns`). `implicit` and `none` have no driver at all: the API answers
+//! `no PortDriver is available`.
+
+pub mod builtin;
+pub mod slirp4netns;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use forwarder::PortSpec;
 use serde::{Deserialize, Serialize};
@@ -33,15 +45,230 @@ pub struct PortDriverInfo {
 pub enum PortError {
     #[error("{0}")]
     Msg(String),
+    #[error(transparent)]
+    Spec(#[from] forwarder::SpecError),
 }
 
 /// A port driver as seen by the API server and `-p` publishing.
+///
+/// Methods may block (bind, a round trip to slirp4netns); async callers use `spawn_blocking`.
 pub trait PortDriver: Send + Sync {
     fn info(&self) -> PortDriverInfo;
     /// Validate, check conflicts, publish; returns the new status (with its id).
     fn add_port(&self, spec: PortSpec) -> Result<PortStatus, PortError>;
     fn remove_port(&self, id: i64) -> Result<(), PortError>;
+    /// Ports sorted by id (RootlessKit returns Go map order, i.e. random).
     fn list_ports(&self) -> Vec<PortStatus>;
     /// Remove every port and stop the data plane; called once at exit.
     fn shutdown(&self);
+}
+
+/// The data plane behind a [`Manager`].
+pub trait PortBackend: Send + Sync {
+    fn info(&self) -> PortDriverInfo;
+    /// Publish `spec` (already validated and conflict-free). `next_id` is the id the manager
+    /// would give; a backend that allocates its own ids (slirp4netns) returns `Some(its id)`.
+    fn publish(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError>;
+    /// Stop publishing `id`. Only called for ids the manager knows.
+    fn unpublish(&self, id: i64) -> Result<(), PortError>;
+    /// Whether `remove_port` of an id unknown to the manager is forwarded to the backend
+    /// (slirp4netns: yes, so its own error text reaches the client like RootlessKit's).
+    fn forwards_unknown_removals(&self) -> bool {
+        false
+    }
+    /// Stop the data plane after every port was unpublished.
+    fn shutdown(&self) {}
+}
+
+#[derive(Debug)]
+struct State {
+    next_id: i64,
+    ports: BTreeMap<i64, PortSpec>,
+    shut_down: bool,
+}
+
+/// Id allocation, conflict detection and serialisation on top of a [`PortBackend`].
+pub struct Manager<B: PortBackend> {
+    backend: B,
+    state: Mutex<State>,
+}
+
+impl<B: PortBackend> Manager<B> {
+    pub fn new(backend: B) -> Self {
+        Manager {
+            backend,
+            state: Mutex::new(State {
+                next_id: 1,
+                ports: BTreeMap::new(),
+                shut_down: false,
+            }),
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<B: PortBackend> PortDriver for Manager<B> {
+    fn info(&self) -> PortDriverInfo {
+        self.backend.info()
+    }
+
+    fn add_port(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        let mut st = self.lock();
+        if st.shut_down {
+            return Err(PortError::Msg("port driver is shut down".into()));
+        }
+        spec.validate()?;
+        forwarder::spec::check_conflicts(&spec, st.ports.iter().map(|(id, s)| (*id, s)))?;
+        let id = self
+            .backend
+            .publish(st.next_id, &spec)?
+            .unwrap_or(st.next_id);
+        if id >= st.next_id {
+            st.next_id = id + 1;
+        }
+        st.ports.insert(id, spec.clone());
+        Ok(PortStatus { id, spec })
+    }
+
+    fn remove_port(&self, id: i64) -> Result<(), PortError> {
+        let mut st = self.lock();
+        if !st.ports.contains_key(&id) {
+            if self.backend.forwards_unknown_removals() {
+                return self.backend.unpublish(id);
+            }
+            return Err(PortError::Msg(format!("unknown id: {id}")));
+        }
+        self.backend.unpublish(id)?;
+        st.ports.remove(&id);
+        Ok(())
+    }
+
+    fn list_ports(&self) -> Vec<PortStatus> {
+        self.lock()
+            .ports
+            .iter()
+            .map(|(id, spec)| PortStatus {
+                id: *id,
+                spec: spec.clone(),
+            })
+            .collect()
+    }
+
+    fn shutdown(&self) {
+        let mut st = self.lock();
+        if st.shut_down {
+            return;
+        }
+        st.shut_down = true;
+        let ids: Vec<i64> = st.ports.keys().copied().collect();
+        for id in ids {
+            if let Err(e) = self.backend.unpublish(id) {
+                crate::warn!("removing port {id}: {e}");
+            }
+            st.ports.remove(&id);
+        }
+        self.backend.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Records calls; fails publishing port 1 (like a bind error).
+    #[derive(Default)]
+    struct Fake {
+        published: Mutex<Vec<i64>>,
+        unpublished: AtomicUsize,
+    }
+
+    impl PortBackend for Fake {
+        fn info(&self) -> PortDriverInfo {
+            PortDriverInfo {
+                driver: "fake".into(),
+                protos: None,
+                disallow_loopback_child_ip: false,
+            }
+        }
+        fn publish(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
+            if spec.parent_port == 1 {
+                return Err(PortError::Msg(
+                    "listen tcp :1: bind: permission denied".into(),
+                ));
+            }
+            self.published.lock().unwrap().push(next_id);
+            Ok(None)
+        }
+        fn unpublish(&self, _id: i64) -> Result<(), PortError> {
+            self.unpublished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn spec(pip: &str, pp: i64) -> PortSpec {
+        PortSpec {
+            proto: "tcp".into(),
+            parent_ip: pip.into(),
+            parent_port: pp,
+            child_port: 80,
+            child_ip: String::new(),
+        }
+    }
+
+    #[test]
+    fn ids_conflicts_and_removal() {
+        let m = Manager::new(Fake::default());
+        assert_eq!(m.add_port(spec("127.0.0.1", 8080)).unwrap().id, 1);
+        // A failed add does not consume an id.
+        assert!(m.add_port(spec("", 1)).is_err());
+        assert_eq!(m.add_port(spec("", 8080)).unwrap().id, 2);
+        assert_eq!(
+            m.add_port(spec("", 8080)).unwrap_err().to_string(),
+            "conflict with ID 2"
+        );
+        assert_eq!(
+            m.add_port(spec("", 0)).unwrap_err().to_string(),
+            r"invalid ParentPort: '\x00'"
+        );
+        m.remove_port(2).unwrap();
+        assert_eq!(m.remove_port(2).unwrap_err().to_string(), "unknown id: 2");
+        assert_eq!(m.remove_port(99).unwrap_err().to_string(), "unknown id: 99");
+        // Ids are never reused.
+        assert_eq!(m.add_port(spec("", 8080)).unwrap().id, 3);
+        let ids: Vec<i64> = m.list_ports().iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![1, 3]);
+        m.shutdown();
+        assert!(m.list_ports().is_empty());
+        assert_eq!(m.backend().unpublished.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn concurrent_adds_are_serialised() {
+        let m = Arc::new(Manager::new(Fake::default()));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|i| m.add_port(spec("", 10000 + (t * 50 + i) % 100)).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(ok, 100);
+        let ids: Vec<i64> = m.list_ports().iter().map(|p| p.id).collect();
+        assert_eq!(ids, (1..=100).collect::<Vec<_>>());
+    }
 }
