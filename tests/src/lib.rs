@@ -602,7 +602,7 @@ impl Kit {
         let state_dir = match &self.state_dir {
             StateDirChoice::Fresh => {
                 let s = dir.join("state");
-                c.arg("--state-dir").arg(&s);
+                c.arg(format!("--state-dir={}", s.display()));
                 Some(s)
             }
             StateDirChoice::Default => {
@@ -610,7 +610,7 @@ impl Kit {
                 None
             }
             StateDirChoice::Given(s) => {
-                c.arg("--state-dir").arg(s);
+                c.arg(format!("--state-dir={}", s.display()));
                 Some(s.clone())
             }
         };

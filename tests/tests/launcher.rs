@@ -376,7 +376,18 @@ fn sigusr1_to_child_pid_exits_255_and_names_the_signal() {
                 || cmdline(child).starts_with("sleep")),
             "sleep never started under child {child}"
         );
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGUSR1).unwrap();
+        // The reference has a short window after starting the command in which it does
+        // not forward signals yet (upstream's script sleeps 1 s); resend until it exits.
+        let target = nix::unistd::Pid::from_raw(child);
+        let exited = wait_until(EXIT_TIMEOUT, || {
+            let _ = nix::sys::signal::kill(target, Signal::SIGUSR1);
+            wait_until(Duration::from_millis(300), || r.exited())
+        });
+        assert!(
+            exited,
+            "flags {flags:?}: no exit after SIGUSR1 to child_pid\n{}",
+            r.stderr()
+        );
         let out = r.wait();
         assert_eq!(out.code, Some(255), "flags {flags:?}\n{}", out.dump());
         assert!(
@@ -546,6 +557,22 @@ fn state_dir_holds_lock_child_pid_api_sock_and_is_removed_after_exit() {
     );
 }
 
+/// §1.2: `--state-dir DIR` (value as the next argument) works like `--state-dir=DIR`
+/// (the harness uses the `=` form everywhere else).
+#[test]
+fn state_dir_value_may_be_the_next_argument() {
+    let dir = TempDir::new();
+    let s = dir.join("spaced");
+    let out = Kit::new()
+        .default_state_dir()
+        .args(["--state-dir".as_ref(), s.as_os_str()])
+        .sh("echo \"$ROOTLESSKIT_STATE_DIR\"")
+        .spawn_in(dir)
+        .wait();
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_eq!(out.stdout.trim_end(), s.to_str().unwrap(), "{}", out.dump());
+}
+
 /// §2: without `--state-dir` it is `$TMPDIR/rootlesskitNNN` (mode 0700), removed at exit.
 #[test]
 fn default_state_dir_is_under_tmpdir_mode_0700_and_removed() {
@@ -638,14 +665,17 @@ fn second_instance_on_same_state_dir_fails_with_lock_message() {
         "missing {msg:?}\n{}",
         second.dump()
     );
+    for f in ["lock", "child_pid", "api.sock"] {
+        assert!(
+            s.join(f).exists(),
+            "the failed second instance removed the running instance's {f}\n{}",
+            second.dump()
+        );
+    }
     assert_eq!(
         first.child_pid(),
         pid_before,
-        "second instance touched child_pid"
-    );
-    assert!(
-        s.join("api.sock").exists(),
-        "second instance removed api.sock"
+        "second instance rewrote child_pid"
     );
     assert!(!first.exited(), "first instance died");
     fs::write(first.dir().join("go"), "").unwrap();
@@ -744,15 +774,14 @@ fn reaper_false_runs_command_and_propagates_exit_code() {
     assert_eq!(out.code, Some(42), "{}", out.dump());
 }
 
-/// #557: without the reaper the command keeps the controlling TTY (no setsid).
-#[test]
-fn reaper_false_keeps_the_controlling_tty_under_script() {
+/// Runs `rootlesskit FLAGS sh -c '...'` under `script(1)` (a pty as controlling terminal)
+/// and returns (output, tty_nr of the command from /proc/self/stat; 0 = no controlling tty).
+fn run_under_script(flags: &str) -> (Output, i64) {
     let script_bin = require_tool("script", "bsdutils");
     let dir = TempDir::new();
-    let rk = rk_bin("rootlesskit");
     let inner = format!(
-        "{} --state-dir {} --reaper=false sh -c 'tty; echo DONE'",
-        rk.display(),
+        "{} --state-dir={} {flags} sh -c 'tty; echo TTYNR=$(cut -d\" \" -f7 /proc/$$/stat); echo DONE'",
+        rk_bin("rootlesskit").display(),
         dir.join("state").display()
     );
     let mut c = Command::new(script_bin);
@@ -760,8 +789,22 @@ fn reaper_false_keeps_the_controlling_tty_under_script() {
     c.arg("-qec").arg(&inner).arg(dir.join("typescript"));
     let out = run_with_timeout(&mut c, EXIT_TIMEOUT);
     let all = format!("{}{}", out.stdout, out.stderr);
-    assert_eq!(out.code, Some(0), "{}", out.dump());
-    assert!(all.contains("DONE"), "{}", out.dump());
+    assert_eq!(out.code, Some(0), "{flags}\n{}", out.dump());
+    assert!(all.contains("DONE"), "{flags}\n{}", out.dump());
+    let tty_nr = all
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TTYNR="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no TTYNR line\n{}", out.dump()));
+    (out, tty_nr)
+}
+
+/// #557 (`integration-run-without-reap.sh`): without the reaper the command is not
+/// setsid'ed and keeps the controlling TTY; with the reaper (`--pidns`) it gets setsid.
+#[test]
+fn reaper_false_keeps_the_controlling_tty_under_script() {
+    let (out, tty_nr) = run_under_script("--reaper=false");
+    let all = format!("{}{}", out.stdout, out.stderr);
     assert!(
         all.contains("/dev/pts/"),
         "command has no tty\n{}",
@@ -771,6 +814,20 @@ fn reaper_false_keeps_the_controlling_tty_under_script() {
         !all.to_lowercase()
             .contains("cannot set terminal process group"),
         "command lost its controlling terminal\n{}",
+        out.dump()
+    );
+    assert_ne!(
+        tty_nr,
+        0,
+        "--reaper=false: command has no controlling terminal\n{}",
+        out.dump()
+    );
+
+    let (out, tty_nr) = run_under_script("--pidns --reaper=true");
+    assert_eq!(
+        tty_nr,
+        0,
+        "reaper on: command should be setsid'ed (no controlling tty)\n{}",
         out.dump()
     );
 }
