@@ -38,10 +38,31 @@ ensure_test_user
 
 # ---- build ----------------------------------------------------------------------------
 log "building (cargo build --workspace --bins; cargo test --workspace --no-run)"
-cargo build --workspace --bins
 json=$(mktemp)
 trap 'rm -f "$json"' EXIT
-cargo test --workspace --no-run --message-format=json >"$json"
+# A build failure still ends with the summary line: bins failing = one failure and stop;
+# a test target failing to compile = one failure, and the targets that did build still run.
+build_failures=()
+build_failed() {
+	echo
+	echo "failed:"
+	echo "  build: $1 failed (see the compiler output above)"
+	echo "time: $(($(date +%s) - start))s"
+	echo "0 passed, 1 failed"
+	exit 1
+}
+cargo build --workspace --bins || build_failed "cargo build --workspace --bins"
+if ! cargo test --workspace --no-run --no-fail-fast --message-format=json >"$json"; then
+	python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    try:
+        m = json.loads(l)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-message" and m["message"].get("level") == "error":
+        sys.stderr.write(m["message"].get("rendered") or "")' "$json"
+	build_failures+=("build: cargo test --workspace --no-run failed to compile some test targets (errors above)")
+fi
 
 # "<name>\t<path>" for every test executable (unit tests of every crate + integration tests)
 mapfile -t exes < <(python3 - "$json" <<'PY'
@@ -67,7 +88,7 @@ for line in open(sys.argv[1]):
     print(f"{name}\t{m['executable']}")
 PY
 )
-((${#exes[@]} > 0)) || die "no test executables found"
+((${#exes[@]} > 0)) || build_failed "cargo test --workspace --no-run (no test executable built)"
 
 # ---- stage ----------------------------------------------------------------------------
 log "staging into $STAGE"
@@ -94,8 +115,8 @@ chmod -R a+rX "$STAGE"
 chmod 0755 "$STAGE" "$STAGE/logs"
 
 # ---- run ------------------------------------------------------------------------------
-passed=0 failed=0 skipped=0
-failures=()
+passed=0 failed=${#build_failures[@]} skipped=0
+failures=("${build_failures[@]}")
 envs=(
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 	RK_BIN_DIR="$STAGE/bin"
