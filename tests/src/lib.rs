@@ -482,6 +482,7 @@ pub struct Kit {
     env_clear: bool,
     state_dir: StateDirChoice,
     user: User,
+    cwd: Option<PathBuf>,
 }
 
 enum StateDirChoice {
@@ -515,6 +516,7 @@ impl Kit {
             env_clear: false,
             state_dir: StateDirChoice::Fresh,
             user: run_user(),
+            cwd: None,
         }
     }
 
@@ -576,6 +578,12 @@ impl Kit {
         self
     }
 
+    /// Working directory of rootlesskit (default: the test's).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Kit {
+        self.cwd = Some(dir.into());
+        self
+    }
+
     /// Runs as another (non-root) user; only possible when the tests run as root.
     pub fn user(mut self, name: &str) -> Kit {
         assert!(
@@ -621,6 +629,9 @@ impl Kit {
             };
         }
         c.args(&self.flags).args(&self.cmd);
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
         let out = fs::File::create(dir.join("stdout")).unwrap();
         let err = fs::File::create(dir.join("stderr")).unwrap();
         c.stdin(Stdio::null())

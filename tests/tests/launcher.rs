@@ -125,6 +125,67 @@ fn command_gets_new_user_and_mount_namespaces_but_host_net_by_default() {
     );
 }
 
+/// §1.2: `--utsns`, `--ipcns`, `--cgroupns` each create that namespace; without them the
+/// host's is kept.
+#[test]
+fn utsns_ipcns_cgroupns_flags_create_those_namespaces() {
+    let host = |ns: &str| fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+    let script = "readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/cgroup";
+    for (flags, new) in [
+        (&[][..], false),
+        (&["--utsns", "--ipcns", "--cgroupns"][..], true),
+    ] {
+        let out = Kit::new().args(flags).sh(script).run();
+        assert_eq!(out.code, Some(0), "{flags:?}\n{}", out.dump());
+        let got: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(got.len(), 3, "{}", out.dump());
+        for (ns, seen) in ["uts", "ipc", "cgroup"].iter().zip(got) {
+            assert_eq!(
+                Path::new(seen) != host(ns),
+                new,
+                "{flags:?}: {ns} namespace {seen}"
+            );
+        }
+    }
+}
+
+/// §2/§7.1: `child_pid` is the rootlesskit child, usable with `nsenter -t` (docs), and it
+/// is PID 1 of the `--pidns` namespace.
+#[test]
+fn child_pid_is_enterable_with_nsenter_and_is_pid_1_of_the_pidns() {
+    let nsenter = require_tool("nsenter", "util-linux");
+    let dir = TempDir::new();
+    let script = touch_ready_then_wait(&dir);
+    let mut r = Kit::new().args(["--pidns"]).sh(&script).spawn_in(dir);
+    r.wait_ready().wait_for_file(READY);
+    let pid = r.child_pid();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap_or("");
+    assert!(
+        nspid.ends_with("\t1"),
+        "child_pid {pid} is not PID 1 in its pidns: {nspid:?}"
+    );
+    let mut c = Command::new(nsenter);
+    run_as(&mut c, &run_user());
+    c.args([
+        "-U",
+        "--preserve-credentials",
+        "-m",
+        "-t",
+        &pid.to_string(),
+        "id",
+        "-u",
+    ]);
+    let out = run_with_timeout(&mut c, EXIT_TIMEOUT);
+    assert_eq!(out.code, Some(0), "nsenter -t child_pid\n{}", out.dump());
+    assert_eq!(out.stdout, "0\n", "{}", out.dump());
+    fs::write(r.dir().join("go"), "").unwrap();
+    assert_eq!(r.wait().code, Some(0));
+}
+
 // ---------------------------------------------------------------------------------------
 // copy-up and propagation
 
@@ -346,6 +407,7 @@ const EXIT_MATRIX: &[&[&str]] = &[
     &["--pidns=true", "--reaper=true"],
     &["--pidns=true", "--reaper=false"],
     &["--reaper=false"],
+    &["--net=slirp4netns", "--pidns"],
 ];
 
 #[test]
@@ -641,6 +703,81 @@ fn stale_state_dir_entries_are_removed_at_start_but_lock_is_kept() {
         .is_socket());
     fs::write(r.dir().join("go"), "").unwrap();
     assert_eq!(r.wait().code, Some(0));
+}
+
+/// §1.5: `lock` is held with an exclusive flock and the state dir itself with a shared one
+/// (so systemd-tmpfiles leaves it alone) while running.
+#[test]
+fn lock_and_state_dir_are_flocked_while_running() {
+    let flock = require_tool("flock", "util-linux");
+    let dir = TempDir::new();
+    let script = touch_ready_then_wait(&dir);
+    let mut r = Kit::new().sh(&script).spawn_in(dir);
+    r.wait_ready().wait_for_file(READY);
+    let s = r.state_dir();
+    for (what, mode) in [("lock", "-s"), (".", "-x")] {
+        let mut c = Command::new(&flock);
+        run_as(&mut c, &run_user());
+        c.args(["-n", mode]).arg(s.join(what)).arg("true");
+        let out = run_with_timeout(&mut c, EXIT_TIMEOUT);
+        assert_eq!(
+            out.code,
+            Some(1),
+            "flock -n {mode} {what} should fail while running\n{}",
+            out.dump()
+        );
+    }
+    fs::write(r.dir().join("go"), "").unwrap();
+    assert_eq!(r.wait().code, Some(0));
+}
+
+/// §2 (`integration-restart.sh`, host net): after `kill -9` the state dir stays behind
+/// with its files; a new run on it starts fine and cleans it up at exit.
+#[test]
+fn restart_on_the_state_dir_of_a_killed_instance_works() {
+    let dir = TempDir::new();
+    let s = dir.join("state");
+    let mut first = Kit::new().cmd(["sleep", "infinity"]).spawn_in(dir);
+    first.wait_ready();
+    let old_pid = first.child_pid();
+    first.signal(Signal::SIGKILL);
+    let _ = first.wait();
+    assert!(
+        wait_gone(&[old_pid], Duration::from_secs(10)).is_empty(),
+        "old child survived"
+    );
+    assert!(
+        s.join("lock").exists(),
+        "lock should stay behind after SIGKILL"
+    );
+    let out = Kit::new()
+        .state_dir(&s)
+        .sh("echo \"$ROOTLESSKIT_STATE_DIR\"")
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_eq!(out.stdout.trim_end(), s.to_str().unwrap());
+    assert!(!s.exists(), "state dir not removed by the second run");
+}
+
+/// §1.2: a relative `--state-dir` is made absolute.
+#[test]
+fn relative_state_dir_is_made_absolute() {
+    let dir = TempDir::new();
+    let cwd = dir.path().to_path_buf();
+    let out = Kit::new()
+        .default_state_dir()
+        .current_dir(&cwd)
+        .args(["--state-dir=rel/state"])
+        .sh("echo \"$ROOTLESSKIT_STATE_DIR\"")
+        .spawn_in(dir)
+        .wait();
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_eq!(
+        out.stdout.trim_end(),
+        cwd.join("rel/state").to_str().unwrap(),
+        "{}",
+        out.dump()
+    );
 }
 
 /// §1.5: a second instance on the same state dir fails on the lock and leaves the first
