@@ -52,7 +52,7 @@ fi
 state=$work/state
 log "starting rootlesskit as $(is_root && echo "$RK_TEST_USER" || id -un); publishing 127.0.0.1:$port -> :80"
 as_test_user_prefix
-"${AS_TEST_USER[@]}" "$work/rootlesskit" --state-dir "$state" \
+"${AS_TEST_USER[@]}" "$work/rootlesskit" --state-dir="$state" \
 	--net=slirp4netns --copy-up=/etc --disable-host-loopback \
 	--port-driver=builtin -p "127.0.0.1:$port:80/tcp" \
 	busybox httpd -f -p 80 -h "$work/www" \

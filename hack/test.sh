@@ -117,8 +117,11 @@ chmod 0755 "$STAGE" "$STAGE/logs"
 # ---- run ------------------------------------------------------------------------------
 passed=0 failed=${#build_failures[@]} skipped=0
 failures=("${build_failures[@]}")
+# (root's TMPDIR / XDG_RUNTIME_DIR would not be usable by the test user)
 envs=(
+	-u XDG_RUNTIME_DIR
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+	TMPDIR=/tmp
 	RK_BIN_DIR="$STAGE/bin"
 	RK_SHARED_DIR="$shared"
 	RK_SRC_DIR="$ROOT"
