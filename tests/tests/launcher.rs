@@ -839,11 +839,13 @@ fn survivors_of_kill_9(flags: &[&str]) -> (Vec<(i32, String)>, Vec<i32>) {
     )
     .iter()
     .any(|p| p.1.starts_with("sh "))));
-    let tree = descendants(r.pid());
-    assert!(
-        tree.len() >= 4,
-        "expected child, sh, grandchild sh and sleeps, got {tree:?}"
-    );
+    // rootlesskit child, sh, the grandchild sh, and both sleeps
+    let mut tree = Vec::new();
+    let complete = wait_until(READY_TIMEOUT, || {
+        tree = descendants(r.pid());
+        tree.iter().filter(|&&p| cmdline(p) == "sleep 300").count() == 2
+    });
+    assert!(complete, "process tree never complete: {tree:?}");
     r.signal(Signal::SIGKILL);
     let _ = r.wait();
     (wait_gone(&tree, Duration::from_secs(10)), tree)
