@@ -308,6 +308,21 @@ fn mounts_inside_do_not_leak_out() {
     }
 }
 
+/// Lazily unmounts everything at and below a path on drop (also when a test panics).
+struct UnmountOnDrop(std::path::PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let p = self.0.display();
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                &format!("umount -l {p}/sub 2>/dev/null; umount -l {p}"),
+            ])
+            .status();
+    }
+}
+
 /// `integration-propagation.sh`: host mounts made after start are invisible with
 /// rprivate and visible with rslave; with (non-recursive) private only `/` changes, so a
 /// separate shared mount below it keeps propagating (as a slave, since the user namespace is
@@ -325,8 +340,9 @@ fn as_root_host_mounts_propagate_in_except_with_rprivate() {
         ("rslave", true),
         ("slave", true),
     ] {
-        let dir = TempDir::new();
-        let base = dir.join("shared");
+        // drop order: kit, then the unmount guard, then the mount's temp dir
+        let mdir = TempDir::new();
+        let base = mdir.join("shared");
         fs::create_dir(&base).unwrap();
         let sh = |args: &str| {
             let st = Command::new("sh").args(["-c", args]).status().unwrap();
@@ -334,6 +350,8 @@ fn as_root_host_mounts_propagate_in_except_with_rprivate() {
         };
         let b = base.display();
         sh(&format!("mount -t tmpfs rk-prop {b} && mount --make-shared {b} && mkdir {b}/sub && chmod 755 {b}/sub"));
+        let _unmount = UnmountOnDrop(base.clone());
+        let dir = TempDir::new();
         let script = format!(
             "{wait}; test -e {b}/sub/hostfile && echo visible || echo invisible",
             wait = touch_ready_then_wait(&dir)
@@ -348,7 +366,6 @@ fn as_root_host_mounts_propagate_in_except_with_rprivate() {
         ));
         fs::write(r.dir().join("go"), "").unwrap();
         let out = r.wait();
-        sh(&format!("umount -l {b}/sub; umount -l {b}"));
         assert_eq!(out.code, Some(0), "--propagation={mode}\n{}", out.dump());
         let want = if visible { "visible\n" } else { "invisible\n" };
         assert_eq!(out.stdout, want, "--propagation={mode}\n{}", out.dump());
