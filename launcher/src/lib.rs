@@ -14,6 +14,7 @@
 //! - [`log`]: RootlessKit-style log lines (`[rootlesskit:parent] ...`).
 
 pub mod api;
+pub mod check;
 pub mod child;
 pub mod cli;
 pub mod log;

@@ -147,7 +147,7 @@ mod tests {
         )
         .unwrap();
         send(&a, &Message::Go).unwrap();
-        assert_eq!(expect(&b, "Go"), Err("boom".to_string()));
+        assert_eq!(expect(&b, "Go").unwrap_err(), "boom");
         assert!(matches!(recv(&b).unwrap(), Message::Go));
         drop(a);
         assert!(matches!(recv(&b), Err(MessageError::Closed)));

@@ -1,32 +1,22 @@
-//! `rootlesskit [flags] CMD...`: the launcher's edge. Parses the command line, maps errors to
-//! RootlessKit's output and exit codes, then hands over to the parent process model.
+//! `rootlesskit [flags] CMD...`: the launcher's edge. Parses the command line (printing help,
+//! version and usage errors exactly like RootlessKit), then hands over to the parent process
+//! model, whose exit code is ours.
 
-use launcher::cli::{self, CliError, Parsed};
-use launcher::{error, log};
+use launcher::{child, cli, log, parent, warn};
 
 fn main() {
-    if std::env::var_os(launcher::child::reaper::ACTIVATION_HELPER_ENV).is_some() {
-        launcher::child::reaper::run_activation_helper();
+    // The systemd socket-activation helper (see child::reaper): set LISTEN_PID, exec.
+    if std::env::var_os(child::reaper::ACTIVATION_HELPER_ENV).is_some() {
+        child::reaper::run_activation_helper();
     }
-    let args: Vec<String> = std::env::args().collect();
-    let code = match cli::parse(&args) {
-        Ok(Parsed::Run(opts)) => {
-            log::set_debug(opts.debug);
-            launcher::parent::run(*opts)
-        }
-        Ok(Parsed::Help(text)) | Ok(Parsed::Version(text)) | Ok(Parsed::PrintSemver(text)) => {
-            print!("{text}");
-            0
-        }
-        Err(CliError::Usage { message, usage }) => {
-            eprint!("{usage}");
-            error!("{message}");
-            1
-        }
-        Err(e) => {
-            error!("{e}");
-            1
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match cli::front(&args) {
+        Ok(opts) => opts,
+        Err(code) => std::process::exit(code),
     };
-    std::process::exit(code);
+    log::set_debug(opts.debug);
+    for w in opts.warnings() {
+        warn!("{w}");
+    }
+    std::process::exit(parent::run(*opts));
 }

@@ -14,7 +14,7 @@ pub mod reaper;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{AutoBool, Options};
+use crate::cli::Options;
 use crate::messages::{self, Message};
 use crate::{error, log};
 
@@ -53,6 +53,7 @@ pub fn run(args: ChildArgs) -> ! {
 }
 
 fn setup(a: &ChildArgs) -> Result<(), String> {
+    a.opts.validate_child().map_err(|e| e.to_string())?;
     // The parent holds the other end; if it dies we get EOF (and pdeathsig kills us anyway).
     messages::expect(&a.handshake, "IdmapDone")?;
     arm_pdeathsig(a)?;
@@ -162,9 +163,5 @@ pub fn arm_pdeathsig(a: &ChildArgs) -> Result<(), String> {
 
 /// Whether the reaper runs (`--reaper=auto` follows `--pidns`).
 pub fn reaper_enabled(opts: &Options) -> bool {
-    match opts.reaper {
-        AutoBool::Auto => opts.pidns,
-        AutoBool::True => true,
-        AutoBool::False => false,
-    }
+    opts.reaper_enabled()
 }

@@ -38,6 +38,10 @@ use state_dir::StateDir;
 /// Run rootlesskit as the parent; returns the process exit code.
 pub fn run(opts: Options) -> i32 {
     preflight_warnings();
+    if let Some(e) = opts.idmap_error() {
+        error!("{e}");
+        return 1;
+    }
     let sd = match StateDir::open(opts.state_dir.as_deref()) {
         Ok(sd) => sd,
         Err(e) => {
@@ -164,6 +168,33 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The handshake broke: the child reported an error (already printed by the child) or died.
+/// Reap it (killing it if it does not exit within 2 s) and describe its end like RootlessKit:
+/// `child exited: exit status 1`.
+fn child_exited(guard: &mut ChildGuard) -> String {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match waitpid(guard.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                guard.armed = false;
+                return format!("child exited: exit status {c}");
+            }
+            Ok(WaitStatus::Signaled(_, s, _)) => {
+                guard.armed = false;
+                return format!(
+                    "child exited: signal: {}",
+                    crate::sys::go_signal_name(s as i32)
+                );
+            }
+            Ok(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => return "child stopped responding during start-up; killed it".to_string(),
+        }
+    }
+}
+
 fn run_with_state_dir(
     opts: &Options,
     sd: &StateDir,
@@ -238,19 +269,14 @@ fn run_with_state_dir(
     };
     let pid = child_pid.as_raw();
 
-    let fail_from_child = |what: String| -> String {
-        // The child reported (or died): its own error line is already on stderr.
-        what
-    };
-
     idmap::write_maps(
         pid,
         &idmap::map_args(uid.as_raw(), &uid_ranges),
         &idmap::map_args(primary_gid, &gid_ranges),
     )
     .map_err(|e| e.to_string())?;
-    messages::send(&hs_parent, &Message::IdmapDone).map_err(|e| e.to_string())?;
-    messages::expect(&hs_parent, "UserNsReady").map_err(fail_from_child)?;
+    messages::send(&hs_parent, &Message::IdmapDone).map_err(|_| child_exited(&mut guard))?;
+    messages::expect(&hs_parent, "UserNsReady").map_err(|_| child_exited(&mut guard))?;
 
     if let Some(name) = &opts.evacuate_cgroup2 {
         cgroup::evacuate(name);
@@ -287,8 +313,8 @@ fn run_with_state_dir(
             source_ip_transparent: builtin && opts.source_ip_transparent,
         },
     )
-    .map_err(|e| e.to_string())?;
-    messages::expect(&hs_parent, "ChildReady").map_err(fail_from_child)?;
+    .map_err(|_| child_exited(&mut guard))?;
+    messages::expect(&hs_parent, "ChildReady").map_err(|_| child_exited(&mut guard))?;
 
     // From here on threads may exist.
     let port_driver = services::start(
@@ -301,7 +327,7 @@ fn run_with_state_dir(
     )?;
     sd.write_child_pid(pid).map_err(|e| e.to_string())?;
     services::start_api(sd.path(), pid, net_info, port_driver, cleanups)?;
-    messages::send(&hs_parent, &Message::Go).map_err(|e| e.to_string())?;
+    messages::send(&hs_parent, &Message::Go).map_err(|_| child_exited(&mut guard))?;
     drop(hs_parent);
 
     guard.armed = false;
