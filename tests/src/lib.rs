@@ -506,6 +506,11 @@ impl Kit {
         Kit::with_bin(rk_bin("rootlesskit"))
     }
 
+    /// Debian's Go reference `rootlesskit` (for side-by-side comparisons).
+    pub fn reference() -> Kit {
+        Kit::with_bin(ref_bin("rootlesskit"))
+    }
+
     /// Any binary with the same conveniences (e.g. [`ref_bin`]`("rootlesskit")`).
     pub fn with_bin(bin: PathBuf) -> Kit {
         Kit {

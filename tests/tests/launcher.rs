@@ -219,6 +219,54 @@ fn copy_up_etc_makes_writable_tmpfs_with_symlinks_into_ro_dir() {
     let host_first = fs::read_to_string("/etc/passwd").unwrap();
     assert_eq!(l[4], host_first.lines().next().unwrap(), "{}", out.dump());
     assert_eq!(l[5], "hi", "{}", out.dump());
+    // every entry of the original /etc is a symlink in the copied-up one (the /etc/.roNNNN
+    // dir itself excepted), pointing into .roNNNN unless it was a symlink already
+    let listing = Kit::new()
+        .args(["--copy-up=/etc"])
+        .sh(
+            "cd /etc && for f in * .[!.]*; do [ -e \"$f\" ] || [ -L \"$f\" ] || continue; \
+             case \"$f\" in .ro*) continue;; esac; \
+             if [ -L \"$f\" ]; then echo \"L $f $(readlink \"$f\")\"; else echo \"N $f\"; fi; done",
+        )
+        .run();
+    assert_eq!(listing.code, Some(0), "{}", listing.dump());
+    let mut checked = 0;
+    for line in listing.stdout.lines() {
+        let mut it = line.splitn(3, ' ');
+        let (kind, entry, target) = (
+            it.next().unwrap(),
+            it.next().unwrap(),
+            it.next().unwrap_or(""),
+        );
+        assert_eq!(
+            kind,
+            "L",
+            "/etc/{entry} is not a symlink after copy-up\n{}",
+            listing.dump()
+        );
+        let host = Path::new("/etc").join(entry);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                assert_eq!(
+                    Path::new(target),
+                    fs::read_link(&host).unwrap(),
+                    "/etc/{entry}: symlink target changed"
+                );
+            }
+            Ok(_) => {
+                let ok = target.starts_with(".ro") && target.ends_with(&format!("/{entry}"));
+                assert!(ok, "/etc/{entry} -> {target}: not into .roNNNN");
+            }
+            Err(_) => {} // created inside (e.g. mtab); not part of the original tree
+        }
+        checked += 1;
+    }
+    let host_entries = fs::read_dir("/etc").unwrap().count();
+    assert!(
+        checked >= host_entries,
+        "listed {checked} of {host_entries} /etc entries\n{}",
+        listing.dump()
+    );
     assert!(
         !Path::new("/etc").join(&name).exists(),
         "write to copied-up /etc leaked to host"
