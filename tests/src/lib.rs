@@ -245,7 +245,10 @@ impl Default for TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        // A test may leave read-only dirs behind on purpose; make them removable first.
+        if fs::remove_dir_all(&self.path).is_ok() {
+            return;
+        }
+        // A test may leave read-only dirs behind on purpose; make them removable and retry.
         let _ = Command::new("chmod")
             .args(["-R", "u+rwx"])
             .arg(&self.path)
@@ -684,18 +687,7 @@ impl Running {
     /// The state dir passed with `--state-dir`; with [`Kit::default_state_dir`], the
     /// `rootlesskit*` dir that appeared in the temp dir (panics if none yet).
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(s) = &self.state_dir {
-            return s.clone();
-        }
-        fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("rootlesskit"))
-            })
+        self.try_state_dir()
             .unwrap_or_else(|| panic!("no rootlesskit* state dir in {}", self.dir.path().display()))
     }
 
@@ -735,12 +727,8 @@ impl Running {
                 exited = true;
                 return true;
             }
-            let s = match (&self.state_dir, self.try_state_dir()) {
-                (Some(s), _) => s.clone(),
-                (None, Some(s)) => s,
-                (None, None) => return false,
-            };
-            s.join("child_pid").exists() && s.join("api.sock").exists()
+            self.try_state_dir()
+                .is_some_and(|s| s.join("child_pid").exists() && s.join("api.sock").exists())
         });
         assert!(
             !exited,
@@ -756,7 +744,11 @@ impl Running {
         self
     }
 
+    /// The given state dir, or the `rootlesskit*` dir that appeared in the temp dir.
     fn try_state_dir(&self) -> Option<PathBuf> {
+        if let Some(s) = &self.state_dir {
+            return Some(s.clone());
+        }
         fs::read_dir(self.dir.path())
             .ok()?
             .filter_map(|e| e.ok())

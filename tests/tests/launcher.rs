@@ -441,8 +441,6 @@ fn pidns_command_is_child_of_pid_1_and_proc_is_fresh() {
         out.dump()
     );
     assert_eq!(l[2], "has1", "{}", out.dump());
-    let host_pid = std::process::id();
-    assert!(host_pid > 0);
 }
 
 #[test]
@@ -563,6 +561,12 @@ fn sighup_trapped_by_command_gives_its_exit_code() {
         );
         let mut r = Kit::new().args(flags).sh(&script).spawn_in(dir);
         r.wait_ready().wait_for_file(READY);
+        if is_reference() {
+            // 1.1.0's child installs its signal forwarder only after starting the command;
+            // a SIGHUP in that window kills the child (255). Not observable from outside,
+            // so give the reference the grace upstream's scripts give it. Ours: no grace.
+            std::thread::sleep(Duration::from_secs(1));
+        }
         r.signal(Signal::SIGHUP);
         let out = r.wait();
         assert_eq!(out.code, Some(7), "flags {flags:?}\n{}", out.dump());
