@@ -36,6 +36,31 @@ ensure_packages
 ensure_cargo
 ensure_test_user
 
+# ---- sources readable by the test user -----------------------------------------------
+# Some tests read files of the source tree through CARGO_MANIFEST_DIR (generated docs,
+# fixtures). When the checkout is not readable by the test user (e.g. a clone under
+# /root), build from a world-readable copy instead, keeping the checkout's target dir.
+SRC=$ROOT
+if is_root && ! runuser -u "$RK_TEST_USER" -- test -r "$ROOT/Cargo.toml"; then
+	src_stage=${RK_SRC_STAGE_DIR:-/var/tmp/rootlesskit-rs-src}
+	log "checkout not readable by $RK_TEST_USER: building from a copy in $src_stage/repo"
+	rm -rf "$src_stage/repo" "$src_stage/shared"
+	mkdir -p "$src_stage/repo"
+	# tar keeps mtimes, so cargo does not rebuild unchanged crates
+	if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git -C "$ROOT" ls-files -co --exclude-standard -z |
+			tar -C "$ROOT" --null --ignore-failed-read -T - -cf - | tar -C "$src_stage/repo" -xpf -
+	else
+		tar -C "$ROOT" --exclude=./target -cf - . | tar -C "$src_stage/repo" -xpf -
+	fi
+	[ -d "$ROOT/../shared" ] && cp -r "$ROOT/../shared" "$src_stage/shared"
+	chmod -R a+rX "$src_stage"
+	export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+	SRC=$src_stage/repo
+fi
+cd "$SRC"
+TARGET=${CARGO_TARGET_DIR:-$SRC/target}
+
 # ---- build ----------------------------------------------------------------------------
 log "building (cargo build --workspace --bins; cargo test --workspace --no-run)"
 json=$(mktemp)
@@ -95,8 +120,8 @@ log "staging into $STAGE"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin" "$STAGE/tests" "$STAGE/logs"
 for b in rootlesskit rootlessctl rootlesskit-docker-proxy; do
-	[ -x "target/debug/$b" ] || die "target/debug/$b was not built"
-	cp "target/debug/$b" "$STAGE/bin/"
+	[ -x "$TARGET/debug/$b" ] || die "$TARGET/debug/$b was not built"
+	cp "$TARGET/debug/$b" "$STAGE/bin/"
 done
 shared=""
 if [ -d "$ROOT/../shared" ]; then
@@ -124,7 +149,7 @@ envs=(
 	TMPDIR=/tmp
 	RK_BIN_DIR="$STAGE/bin"
 	RK_SHARED_DIR="$shared"
-	RK_SRC_DIR="$ROOT"
+	RK_SRC_DIR="$SRC"
 	CI="${CI:-}"
 	RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 )

@@ -944,12 +944,17 @@ fn kill_9_of_parent_kills_child_and_command_without_pidns() {
         .spawn_in(dir);
     r.wait_ready().wait_for_file(READY);
     let child = r.child_pid();
-    let cmd: Vec<i32> = processes_with_marker(&marker)
-        .into_iter()
-        .filter(|p| p.1.starts_with("sh "))
-        .map(|p| p.0)
-        .collect();
-    assert_eq!(cmd.len(), 1, "command not found by marker");
+    // the sh that forks `sleep` shows up twice until the fork has exec'ed
+    let mut cmd = Vec::new();
+    let found = wait_until(READY_TIMEOUT, || {
+        cmd = processes_with_marker(&marker)
+            .into_iter()
+            .filter(|p| p.1.starts_with("sh "))
+            .map(|p| p.0)
+            .collect();
+        cmd.len() == 1
+    });
+    assert!(found, "command not found by marker: {cmd:?}");
     r.signal(Signal::SIGKILL);
     let _ = r.wait();
     let left = wait_gone(&[child, cmd[0]], Duration::from_secs(10));
