@@ -989,3 +989,42 @@ fn vpnkit_with_compatible_peer() {
     }
     let _ = std::fs::remove_file(&wrapper);
 }
+
+/// `networkDriver` of `rootlessctl info --json` (GET /v1/info).
+fn api_network_driver(args: &[&str]) -> Option<serde_json::Value> {
+    let ctl = bin().with_file_name("rootlessctl");
+    let script = format!(
+        "timeout 10 {} --socket $ROOTLESSKIT_STATE_DIR/api.sock info --json",
+        ctl.display()
+    );
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend_from_slice(&["sh", "-c", &script]);
+    let o = rk(&a);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("info json");
+    v.get("networkDriver").cloned()
+}
+
+#[test]
+fn api_info_network_driver() {
+    if !have_userns() {
+        return;
+    }
+    let v = api_network_driver(&["--net=slirp4netns", "--disable-host-loopback"]).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"driver": "slirp4netns", "dns": ["10.0.2.3"], "childIP": "10.0.2.100"})
+    );
+    assert_eq!(api_network_driver(&["--net=host"]), None);
+    if supports_net("none") {
+        let v = api_network_driver(&["--net=none"]).unwrap();
+        assert_eq!(v, serde_json::json!({"driver": "none"}));
+    }
+    if supports_net("pasta") {
+        let v = api_network_driver(&["--net=pasta", "--cidr=10.4.0.0/24"]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"driver": "pasta", "dns": ["10.4.0.3"], "childIP": "10.4.0.100"})
+        );
+    }
+}
