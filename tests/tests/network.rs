@@ -572,6 +572,24 @@ fn helpers_gone_after_exit_and_kill9() {
     }
 }
 
+/// PIDs whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if alive(pid) && String::from_utf8_lossy(&c).contains(needle) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
 fn fake_binary(name: &str, script: &str) -> String {
     let path = format!("/tmp/rknet-fake-{name}-{}", uniq());
     std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
@@ -601,14 +619,26 @@ fn missing_or_failing_driver_binary() {
         "slirp4netns",
         r#"case "$1" in --help) echo "--netns-type --cidr --disable-host-loopback --api-socket --enable-sandbox --enable-seccomp"; exit 0;; esac; echo slirp-boom >&2; exit 3"#,
     );
+    let state = format!("/tmp/rknet-it-{}", uniq());
     let o = rk(&[
         "--net=slirp4netns",
         &format!("--slirp4netns-binary={fake}"),
+        &format!("--state-dir={state}"),
         "true",
     ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("slirp4netns failed"), "{t}");
+    // no leftovers: no process still mentions the fake binary, the state dir is gone
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_mentioning(&fake), Vec::<i32>::new(), "{t}");
+    if supports("--detach-netns") {
+        // (RootlessKit >= 2 removes the state dir on every exit after it was created)
+        assert!(
+            !std::path::Path::new(&state).exists(),
+            "{state} left behind"
+        );
+    }
     let _ = std::fs::remove_file(&fake);
 
     if supports("--pasta-binary") {
@@ -1027,4 +1057,39 @@ fn api_info_network_driver() {
             serde_json::json!({"driver": "pasta", "dns": ["10.4.0.3"], "childIP": "10.4.0.100"})
         );
     }
+}
+
+#[test]
+fn pasta_implicit_port_driver() {
+    if !have_userns() || !supports_net("pasta") || !supports("implicit") {
+        return;
+    }
+    let port = 40000 + (uniq() % 20000) as u16;
+    let mut child = rk_command(&[
+        "--net=pasta",
+        "--port-driver=implicit",
+        "timeout",
+        "10",
+        "socat",
+        &format!("TCP-LISTEN:{port},reuseaddr"),
+        "SYSTEM:echo hello-ns",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // pasta's auto mode notices the bound port within about a second
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut got = String::new();
+    while Instant::now() < deadline && !got.contains("hello-ns") {
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Read;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = c.read_to_string(&mut got);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.contains("hello-ns"), "got {got:?}");
 }
