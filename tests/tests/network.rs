@@ -1093,3 +1093,28 @@ fn pasta_implicit_port_driver() {
     let _ = child.wait();
     assert!(got.contains("hello-ns"), "got {got:?}");
 }
+
+#[test]
+fn custom_ifname() {
+    if !have_userns() {
+        return;
+    }
+    let mut nets = vec!["slirp4netns"];
+    if supports_net("pasta") {
+        nets.push("pasta");
+    }
+    for net in nets {
+        let o = rk(&[
+            &format!("--net={net}"),
+            "--ifname=eth7",
+            "--disable-host-loopback",
+            "sh",
+            "-c",
+            "ip -o addr show eth7; ip route",
+        ]);
+        let t = text(&o);
+        assert!(o.status.success(), "{net}: {t}");
+        assert!(t.contains("eth7    inet 10.0.2.100/24"), "{net}: {t}");
+        assert!(t.contains("default via 10.0.2.2 dev eth7"), "{net}: {t}");
+    }
+}
