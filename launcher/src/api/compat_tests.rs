@@ -736,3 +736,25 @@ fn concurrent_posts_never_corrupt_state() {
     assert_eq!(ids, (1..=80).collect::<Vec<_>>());
     driver.shutdown();
 }
+
+#[test]
+fn shutdown_closes_idle_connections_promptly() {
+    let dir = tmpdir("shutdown");
+    let (h, ours) = start_ours(&dir, None);
+    // An idle keep-alive connection after one request, and one that never sent anything.
+    let mut idle = UnixStream::connect(&ours).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(&req("GET", "/v1/info")).unwrap();
+    let mut rd = BufReader::new(idle.try_clone().unwrap());
+    assert_eq!(read_raw(&mut rd, false).status(), "HTTP/1.1 200 OK");
+    let silent = UnixStream::connect(&ours).unwrap();
+    let t = Instant::now();
+    h.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    let mut rest = Vec::new();
+    assert_eq!(rd.read_to_end(&mut rest).unwrap(), 0);
+    drop(silent);
+    // The listener is gone.
+    assert!(UnixStream::connect(&ours).is_err());
+}
