@@ -30,6 +30,8 @@ pub fn start(
                 source_ip_transparent: opts.source_ip_transparent,
                 host_gateway_ip: host_gateway_ip(),
                 argv0_is_rootlesskit: argv0_is_rootlesskit(),
+                require_foreign_netns: true,
+                ..Default::default()
             };
             let fwd = forwarder::Forwarder::start(channel, cfg)
                 .map_err(|e| format!("failed to start the builtin port driver: {e}"))?;
