@@ -345,6 +345,20 @@ fn clean_path(p: &str) -> String {
     np
 }
 
+/// Go's `url.PathEscape`-like escaping of a path for `URL.String()` (mode `encodePath`):
+/// unreserved characters and `$&+,/:;=@` stay, everything else becomes `%XX`.
+fn go_escape_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Percent-decode a request path like Go's `url.PathUnescape`; None on a bad escape.
 fn unescape_path(p: &str) -> Option<String> {
     let b = p.as_bytes();
@@ -420,6 +434,16 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
             ));
         return Ok(resp);
     }
+    if req.headers().get_all(hyper::header::HOST).iter().count() > 1 {
+        // Go rejects repeated Host headers before routing.
+        let body: &'static [u8] = b"400 Bad Request";
+        let mut r = Reply::new(StatusCode::BAD_REQUEST)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close")
+            .header("content-length", body.len().to_string());
+        r.body = Some(Bytes::from_static(body));
+        return Ok(r.build(version));
+    }
     let raw_path = req.uri().path().to_string();
     let Some(path) = unescape_path(&raw_path) else {
         let mut r = Reply::new(StatusCode::BAD_REQUEST)
@@ -432,6 +456,7 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
     };
     let cleaned = clean_path(&path);
     if cleaned != path {
+        let cleaned = go_escape_path(&cleaned);
         let location = match req.uri().query() {
             Some(q) => format!("{cleaned}?{q}"),
             None => cleaned,
@@ -578,6 +603,8 @@ mod tests {
         assert_eq!(clean_path("/.."), "/");
         assert_eq!(unescape_path("/v1/%69nfo").as_deref(), Some("/v1/info"));
         assert_eq!(unescape_path("/v1/%zz"), None);
+        assert_eq!(go_escape_path("/*"), "/%2A");
+        assert_eq!(go_escape_path("/v1/a b?é"), "/v1/a%20b%3F%C3%A9");
         assert!(matches!(route("/v1/ports/7"), Some(Route::Port(id)) if id == "7"));
         assert!(route("/v1/ports/").is_none());
         assert!(matches!(route("/v1/ports/3/stats"), Some(Route::PortStats(id)) if id == "3"));
