@@ -9,7 +9,8 @@
 //!
 //! - `rootlessctl_matches_debian_against_go_server`: our `rootlessctl` and Debian's against the
 //!   Go server: identical stdout, stderr and exit codes.
-//! - `docker_proxy_against_go_server`: our `rootlesskit-docker-proxy` against the Go server
+//! - `docker_proxy_against_go_and_our_servers`: our `rootlesskit-docker-proxy` against the Go
+//!   server and ours
 //!   (builtin and slirp4netns port drivers) with a fake `docker-proxy`.
 //! - `our_rootlesskit_api_matches_go`: our `rootlesskit` and Debian's started with the same
 //!   flags; identical raw requests to both `api.sock`s, compared byte for byte (Date masked);
@@ -397,7 +398,7 @@ fn list_json(sock: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn docker_proxy_against_go_server() {
+fn docker_proxy_against_go_and_our_servers() {
     if !can_run() {
         return;
     }
@@ -407,15 +408,94 @@ fn docker_proxy_against_go_server() {
     let log = tmp.join("args");
 
     // builtin: tcp -> tcp4, childIP 127.0.0.1, real proxy on 127.0.0.1; SIGINT removes the port.
-    let go = Kit::start(
-        Path::new("/usr/bin/rootlesskit"),
-        "dp-builtin",
-        &["--net=slirp4netns", "--port-driver=builtin"],
-    );
-    for (host_ip, proto, want_proto, child_ip) in [
-        ("127.0.0.1", "tcp", "tcp4", "127.0.0.1"),
-        ("::1", "udp", "udp6", "::1"),
+    // Against the Go server and against ours.
+    let ours_bin = ours("rootlesskit");
+    for (bin, tag) in [
+        (Path::new("/usr/bin/rootlesskit"), "dp-builtin-go"),
+        (ours_bin.as_path(), "dp-builtin-rs"),
     ] {
+        let go = Kit::start(bin, tag, &["--net=slirp4netns", "--port-driver=builtin"]);
+        for (host_ip, proto, want_proto, child_ip) in [
+            ("127.0.0.1", "tcp", "tcp4", "127.0.0.1"),
+            ("::1", "udp", "udp6", "::1"),
+        ] {
+            let (mut child, mut fd3) = start_proxy(
+                &go.dir,
+                &fakebin,
+                &log,
+                &[
+                    "-container-ip",
+                    "172.17.0.2",
+                    "-container-port",
+                    "80",
+                    "-host-ip",
+                    host_ip,
+                    "-host-port",
+                    "18801",
+                    "-proto",
+                    proto,
+                ],
+            );
+            let mut got = [0u8; 2];
+            fd3.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"0\n");
+            let ports = list_json(&go.sock());
+            assert_eq!(ports.len(), 1);
+            assert_eq!(
+                ports[0]["spec"],
+                serde_json::json!({"proto": want_proto, "parentIP": host_ip, "parentPort": 18801, "childPort": 18801, "childIP": child_ip})
+            );
+            assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("-container-ip 172.17.0.2 -container-port 80 -host-ip {child_ip} -host-port 18801 -proto {proto}\n")
+        );
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            )
+            .unwrap();
+            assert!(child.wait().unwrap().success());
+            assert!(list_json(&go.sock()).is_empty());
+        }
+        drop(go);
+    }
+
+    // slirp4netns port driver: no tcp6 -> warning, "0\n", exit 0, nothing published; tcp ->
+    // childIP is the network's 10.0.2.100 (disallowLoopbackChildIP).
+    for (bin, tag) in [
+        (Path::new("/usr/bin/rootlesskit"), "dp-slirp-go"),
+        (ours_bin.as_path(), "dp-slirp-rs"),
+    ] {
+        let go = Kit::start(
+            bin,
+            tag,
+            &["--net=slirp4netns", "--port-driver=slirp4netns"],
+        );
+        let (child, mut fd3) = start_proxy(
+            &go.dir,
+            &fakebin,
+            &log,
+            &[
+                "-container-ip",
+                "172.17.0.2",
+                "-container-port",
+                "80",
+                "-host-ip",
+                "::",
+                "-host-port",
+                "18802",
+                "-proto",
+                "tcp",
+            ],
+        );
+        let mut all = Vec::new();
+        fd3.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"0\n");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(r#"level=warning msg="protocol \"tcp6\" is not supported by the RootlessKit port driver \"slirp4netns\""#));
+        assert!(list_json(&go.sock()).is_empty());
         let (mut child, mut fd3) = start_proxy(
             &go.dir,
             &fakebin,
@@ -426,26 +506,20 @@ fn docker_proxy_against_go_server() {
                 "-container-port",
                 "80",
                 "-host-ip",
-                host_ip,
+                "0.0.0.0",
                 "-host-port",
-                "18801",
+                "18803",
                 "-proto",
-                proto,
+                "tcp",
             ],
         );
         let mut got = [0u8; 2];
         fd3.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"0\n");
         let ports = list_json(&go.sock());
-        assert_eq!(ports.len(), 1);
-        assert_eq!(
-            ports[0]["spec"],
-            serde_json::json!({"proto": want_proto, "parentIP": host_ip, "parentPort": 18801, "childPort": 18801, "childIP": child_ip})
-        );
-        assert_eq!(
-            std::fs::read_to_string(&log).unwrap(),
-            format!("-container-ip 172.17.0.2 -container-port 80 -host-ip {child_ip} -host-port 18801 -proto {proto}\n")
-        );
+        assert_eq!(ports[0]["spec"]["childIP"], "10.0.2.100");
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("-host-ip 10.0.2.100 "));
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGINT,
@@ -454,71 +528,6 @@ fn docker_proxy_against_go_server() {
         assert!(child.wait().unwrap().success());
         assert!(list_json(&go.sock()).is_empty());
     }
-    drop(go);
-
-    // slirp4netns port driver: no tcp6 -> warning, "0\n", exit 0, nothing published; tcp ->
-    // childIP is the network's 10.0.2.100 (disallowLoopbackChildIP).
-    let go = Kit::start(
-        Path::new("/usr/bin/rootlesskit"),
-        "dp-slirp",
-        &["--net=slirp4netns", "--port-driver=slirp4netns"],
-    );
-    let (child, mut fd3) = start_proxy(
-        &go.dir,
-        &fakebin,
-        &log,
-        &[
-            "-container-ip",
-            "172.17.0.2",
-            "-container-port",
-            "80",
-            "-host-ip",
-            "::",
-            "-host-port",
-            "18802",
-            "-proto",
-            "tcp",
-        ],
-    );
-    let mut all = Vec::new();
-    fd3.read_to_end(&mut all).unwrap();
-    assert_eq!(all, b"0\n");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains(r#"level=warning msg="protocol \"tcp6\" is not supported by the RootlessKit port driver \"slirp4netns\""#));
-    assert!(list_json(&go.sock()).is_empty());
-    let (mut child, mut fd3) = start_proxy(
-        &go.dir,
-        &fakebin,
-        &log,
-        &[
-            "-container-ip",
-            "172.17.0.2",
-            "-container-port",
-            "80",
-            "-host-ip",
-            "0.0.0.0",
-            "-host-port",
-            "18803",
-            "-proto",
-            "tcp",
-        ],
-    );
-    let mut got = [0u8; 2];
-    fd3.read_exact(&mut got).unwrap();
-    let ports = list_json(&go.sock());
-    assert_eq!(ports[0]["spec"]["childIP"], "10.0.2.100");
-    assert!(std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("-host-ip 10.0.2.100 "));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
-    assert!(list_json(&go.sock()).is_empty());
 
     // Errors go to fd 3 as "1\n<err>" and exit 1.
     let (mut child, mut fd3) = start_proxy(&tmp.join("nonexistent"), &fakebin, &log, &[]);
