@@ -263,6 +263,14 @@ pub(crate) fn script() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         // > 2048 bytes of error body: Go switches to chunked (Date, Content-Type, TE).
         ("long error", post(&long_ip)),
+        (
+            "long error http/1.0",
+            format!(
+                "POST /v1/ports HTTP/1.0\r\nContent-Length: {}\r\n\r\n{long_ip}",
+                long_ip.len()
+            )
+            .into_bytes(),
+        ),
         ("empty list", req("GET", "/v1/ports")),
         (
             "add",

@@ -268,14 +268,17 @@ impl Reply {
     fn go_tail(mut self, body: Option<Bytes>, sniffed_type: Option<&str>, http10: bool) -> Self {
         self = self.header("date", date());
         let len = body.as_ref().map_or(0, |b| b.len());
-        let chunk = len > CHUNKING_THRESHOLD && !http10;
-        if !chunk {
+        let big = len > CHUNKING_THRESHOLD;
+        if !big {
             self = self.header("content-length", len.to_string());
         }
         if let Some(ct) = sniffed_type {
             self = self.header("content-type", ct);
         }
-        if chunk {
+        if big && http10 {
+            // HTTP/1.0 cannot chunk: the body is delimited by closing the connection.
+            self.chunked = true;
+        } else if big {
             self = self.header("transfer-encoding", "chunked");
             self.chunked = true;
         }
