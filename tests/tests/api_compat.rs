@@ -302,6 +302,24 @@ fn rootlessctl_matches_debian_against_go_server() {
     let e = env_run(debian);
     assert_eq!(e.1.len(), 2);
     assert_eq!(env_run(&mine), e);
+    // --net=host, no port driver: info without drivers, "no PortDriver is available".
+    let host = Kit::start(
+        Path::new("/usr/bin/rootlesskit"),
+        "ctl-host",
+        &["--net=host"],
+    );
+    let hs = host.sock();
+    let hs = hs.to_str().unwrap();
+    for args in [
+        &["--socket", hs, "info"][..],
+        &["--socket", hs, "info", "--json"],
+        &["--socket", hs, "list-ports"],
+        &["--socket", hs, "add-ports", "127.0.0.1:18705:80/tcp"],
+        &["--socket", hs, "remove-ports", "1"],
+    ] {
+        same(args);
+    }
+    drop(host);
     // Non-JSON error bodies (gorilla/mux's 404/405) are rendered identically: point both at a
     // socket served by a tiny fake that always answers 404 / 405.
     for (status, body) in [
