@@ -852,3 +852,43 @@ fn stats_extension_counts_forwarded_traffic() {
         "{\"message\":\"unknown id: 9\"}\n"
     );
 }
+
+/// `--net=host` (no network driver, no port driver): info without `networkDriver` and
+/// `portDriver`; every port call answers `no PortDriver is available`, byte for byte as Go.
+#[test]
+fn our_rootlesskit_without_drivers_matches_go() {
+    if !can_run() {
+        return;
+    }
+    let go = Kit::start(
+        Path::new("/usr/bin/rootlesskit"),
+        "host-go",
+        &["--net=host"],
+    );
+    let rs = Kit::start(&ours("rootlesskit"), "host-rs", &["--net=host"]);
+    let (gi, ri) = (
+        exchange(&go.sock(), &req("GET", "/v1/info")),
+        exchange(&rs.sock(), &req("GET", "/v1/info")),
+    );
+    let keys = |r: &Raw| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(keys(&ri), keys(&gi));
+    assert_eq!(keys(&ri), ["apiVersion", "childPID", "stateDir", "version"]);
+    for rq in [
+        req("GET", "/v1/ports"),
+        post(r#"{"proto":"tcp","parentPort":18990,"childPort":80}"#),
+        post("garbage"),
+        req("DELETE", "/v1/ports/1"),
+        req("DELETE", "/v1/ports/x"),
+    ] {
+        let (g, r) = (exchange(&go.sock(), &rq), exchange(&rs.sock(), &rq));
+        assert_eq!(r.masked(), g.masked());
+        assert_eq!(r.body, g.body);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            "{\"message\":\"no PortDriver is available\"}\n"
+        );
+    }
+}
