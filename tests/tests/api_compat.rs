@@ -201,6 +201,8 @@ fn rootlessctl_matches_debian_against_go_server() {
         &["info"],
         &["--socket", "/nonexistent", "info"],
         &["--socket", s, "info", "--json"],
+        &["--debug", "--socket", s, "info"],
+        &["-debug=false", "--socket=/x", "--socket", s, "info"],
         &["--socket", s, "info", "--json=false"],
         &["--socket", s, "info", "--json=maybe"],
         &["--socket", s, "list-ports"],
