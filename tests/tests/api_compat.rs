@@ -549,6 +549,25 @@ fn docker_proxy_against_go_and_our_servers() {
         assert!(list_json(&go.sock()).is_empty());
     }
 
+    // Flag errors and -h: Go's flag package (usage on stderr, exit 2 / 0), same as Debian's.
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["-bogus"],
+        &["-host-port", "x"],
+        &["-proto"],
+    ] {
+        let (a, b) = (
+            run(Path::new("/usr/bin/rootlesskit-docker-proxy"), args),
+            run(&ours("rootlesskit-docker-proxy"), args),
+        );
+        assert_eq!(
+            (b.status.code(), &b.stdout, &b.stderr),
+            (a.status.code(), &a.stdout, &a.stderr),
+            "{args:?}"
+        );
+    }
+
     // Errors go to fd 3 as "1\n<err>" and exit 1.
     let (mut child, mut fd3) = start_proxy(&tmp.join("nonexistent"), &fakebin, &log, &[]);
     let mut all = String::new();
