@@ -34,9 +34,8 @@ struct Args {
     proto: String,
 }
 
-/// Go's `flag.PrintDefaults` for our flag set.
-const USAGE: &str = "Usage of rootlesskit-docker-proxy:
-  -container-ip string
+/// Go's `flag.PrintDefaults` for our flag set, after `Usage of <argv[0]>:`.
+const USAGE: &str = "  -container-ip string
     \tcontainer ip
   -container-port int
     \tcontainer port (default -1)
@@ -288,12 +287,13 @@ fn main() {
     // (0 for -h), nothing on fd 3.
     let a = match parse_args(&argv) {
         Ok(a) => a,
-        Err(e) if e == HELP => {
-            eprint!("{USAGE}");
-            std::process::exit(0);
-        }
         Err(e) => {
-            eprint!("{e}\n{USAGE}");
+            let argv0 = std::env::args().next().unwrap_or_default();
+            if e == HELP {
+                eprint!("Usage of {argv0}:\n{USAGE}");
+                std::process::exit(0);
+            }
+            eprint!("{e}\nUsage of {argv0}:\n{USAGE}");
             std::process::exit(2);
         }
     };
