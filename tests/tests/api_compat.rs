@@ -550,6 +550,9 @@ fn docker_proxy_against_go_and_our_servers() {
     }
 
     // Flag errors and -h: Go's flag package (usage on stderr, exit 2 / 0), same as Debian's.
+    // The usage line names argv[0]: mapped to "PROG" on both sides.
+    let go_dp = Path::new("/usr/bin/rootlesskit-docker-proxy");
+    let our_dp = ours("rootlesskit-docker-proxy");
     for args in [
         &["-h"][..],
         &["--help"],
@@ -557,15 +560,16 @@ fn docker_proxy_against_go_and_our_servers() {
         &["-host-port", "x"],
         &["-proto"],
     ] {
-        let (a, b) = (
-            run(Path::new("/usr/bin/rootlesskit-docker-proxy"), args),
-            run(&ours("rootlesskit-docker-proxy"), args),
-        );
+        let prog = |o: &Output, bin: &Path| {
+            String::from_utf8_lossy(&o.stderr).replace(bin.to_str().unwrap(), "PROG")
+        };
+        let (a, b) = (run(go_dp, args), run(&our_dp, args));
         assert_eq!(
-            (b.status.code(), &b.stdout, &b.stderr),
-            (a.status.code(), &a.stdout, &a.stderr),
+            (b.status.code(), &b.stdout, prog(&b, &our_dp)),
+            (a.status.code(), &a.stdout, prog(&a, go_dp)),
             "{args:?}"
         );
+        assert!(prog(&a, go_dp).contains("Usage of PROG:\n"));
     }
 
     // Errors go to fd 3 as "1\n<err>" and exit 1.
