@@ -549,6 +549,43 @@ fn docker_proxy_against_go_and_our_servers() {
         assert!(list_json(&go.sock()).is_empty());
     }
 
+    // No port driver (--net=host): the real docker-proxy is executed with the same arguments.
+    let host = Kit::start(
+        Path::new("/usr/bin/rootlesskit"),
+        "dp-host",
+        &["--net=host"],
+    );
+    let (mut child, mut fd3) = start_proxy(
+        &host.dir,
+        &fakebin,
+        &log,
+        &[
+            "-container-ip",
+            "172.17.0.2",
+            "-container-port",
+            "80",
+            "-host-ip",
+            "0.0.0.0",
+            "-host-port",
+            "18804",
+            "-proto",
+            "udp",
+        ],
+    );
+    let mut got = [0u8; 2];
+    fd3.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"0\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "-container-ip 172.17.0.2 -container-port 80 -host-ip 0.0.0.0 -host-port 18804 -proto udp\n"
+    );
+    // exec: the process is now the fake proxy (script or its sleep), not a wrapper.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap();
+    assert!(comm == "sleep\n" || comm == "docker-proxy\n", "{comm:?}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(host);
+
     // Flag errors and -h: Go's flag package (usage on stderr, exit 2 / 0), same as Debian's.
     // The usage line names argv[0]: mapped to "PROG" on both sides.
     let go_dp = Path::new("/usr/bin/rootlesskit-docker-proxy");
