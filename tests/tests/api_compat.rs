@@ -783,6 +783,32 @@ fn our_rootlesskit_api_matches_go() {
         ("wrong method", "PUT /v1/ports".into()),
         ("head", "HEAD /v1/info".into()),
         ("double slash", "GET //v1/info".into()),
+        // Bind errors come from the forwarder, verbatim like Go's net.Listen texts.
+        (
+            "bind foreign ip",
+            r#"{"proto":"tcp","parentIP":"1.2.3.4","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "tcp4 on ::1",
+            r#"{"proto":"tcp4","parentIP":"::1","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "privileged",
+            r#"{"proto":"tcp","parentIP":"127.0.0.1","parentPort":22,"childPort":80}"#.into(),
+        ),
+        (
+            "wildcard v4",
+            r#"{"proto":"tcp","parentIP":"0.0.0.0","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "empty ip is not 0.0.0.0",
+            r#"{"proto":"tcp","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "tcp4 in use",
+            r#"{"proto":"tcp4","parentIP":"0.0.0.0","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        ("delete wildcard", "DELETE /v1/ports/3".into()),
     ];
     let build = |item: &str, base: u16| -> Vec<u8> {
         let item = item
@@ -824,22 +850,22 @@ fn our_rootlesskit_api_matches_go() {
     let s = s.to_str().unwrap();
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (0, "3\n".into(), String::new())
+        (0, "4\n".into(), String::new())
     );
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (1, String::new(), "error: conflict with ID 3\n".into())
+        (1, String::new(), "error: conflict with ID 4\n".into())
     );
     let list = ctl(&["--socket", s, "list-ports"]);
     assert_eq!(
         list.1,
         "ID    PROTO    PARENTIP     PARENTPORT    CHILDIP    CHILDPORT    \n\
          2     tcp      127.0.0.1    19912                    83           \n\
-         3     tcp      127.0.0.1    19960                    80           \n"
+         4     tcp      127.0.0.1    19960                    80           \n"
     );
     assert_eq!(
-        ctl(&["--socket", s, "remove-ports", "3", "2"]),
-        (0, "3\n2\n".into(), String::new())
+        ctl(&["--socket", s, "remove-ports", "4", "2"]),
+        (0, "4\n2\n".into(), String::new())
     );
     let info = ctl(&["--socket", s, "info"]);
     assert!(
