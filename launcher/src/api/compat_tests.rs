@@ -856,3 +856,34 @@ fn decoder_differential_against_go() {
     }
     assert_eq!(differing, 0);
 }
+
+#[test]
+fn connection_limit_queues_instead_of_failing() {
+    let dir = tmpdir("connlimit");
+    let (_h, ours) = start_ours(&dir, None);
+    let mut idle: Vec<UnixStream> = (0..super::server::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(&ours).unwrap())
+        .collect();
+    // Make sure all of them were accepted (each answers one request).
+    for c in idle.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&req("GET", "/v1/info")).unwrap();
+        let mut rd = BufReader::new(c.try_clone().unwrap());
+        assert_eq!(read_raw(&mut rd, false).status(), "HTTP/1.1 200 OK");
+    }
+    // One more waits in the backlog...
+    let mut extra = UnixStream::connect(&ours).unwrap();
+    extra.write_all(&req("GET", "/v1/info")).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(extra.read(&mut b).is_err(), "served beyond the limit");
+    // ...and is served as soon as a slot frees up.
+    drop(idle.pop());
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rd = BufReader::new(extra);
+    assert_eq!(read_raw(&mut rd, false).status(), "HTTP/1.1 200 OK");
+}

@@ -16,7 +16,7 @@
 //!
 //! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
 //! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
-//! large`).
+//! large`), open connections at [`MAX_CONNECTIONS`] (the rest wait in the listen backlog).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +46,8 @@ const CHUNKING_THRESHOLD: usize = 2048;
 pub const MAX_BODY: usize = 1 << 20;
 /// hyper's read buffer, i.e. the maximum request head.
 const MAX_HEAD: usize = 64 * 1024;
+/// Connections served at once (each may buffer up to [`MAX_BODY`]); Go has no limit.
+pub const MAX_CONNECTIONS: usize = 256;
 /// How long `run` waits for open connections after the shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,11 +103,18 @@ impl ApiState {
 pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
+            // At most MAX_CONNECTIONS served at once; more wait in the listen backlog.
+            permit = limit.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
                 let stream = match accepted {
                     Ok((s, _)) => s,
                     Err(e) => {
@@ -119,6 +128,7 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
                 let state = state.clone();
                 let mut stop_rx = stop_rx.clone();
                 conns.spawn(async move {
+                    let _permit = permit;
                     let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
                     let conn = hyper::server::conn::http1::Builder::new()
                         .title_case_headers(true)
