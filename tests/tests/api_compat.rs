@@ -334,6 +334,8 @@ fn rootlessctl_matches_debian_against_go_server() {
         let (a, b) = (norm(&run(debian, &args)), norm(&run(&mine, &args)));
         assert_eq!(b, a);
         assert!(a.2.starts_with("error: unexpected HTTP status "), "{a:?}");
+        let _ = fake.1.join();
+        let _ = std::fs::remove_file(&fake.0);
     }
 }
 

@@ -71,11 +71,27 @@ impl PortBackend for ListenBackend {
     }
 }
 
-pub(crate) fn tmpdir(tag: &str) -> PathBuf {
+/// A per-test directory under $TMPDIR, removed on drop.
+pub(crate) struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn tmpdir(tag: &str) -> TmpDir {
     let d = std::env::temp_dir().join(format!("rkrs-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 /// Our server on `<dir>/api.sock` with slirp4netns-like network info.
