@@ -91,7 +91,7 @@ fi
 
 # "<name>\t<path>" for every test executable (unit tests of every crate + integration tests)
 mapfile -t exes < <(python3 - "$json" <<'PY'
-import json, sys, os
+import json, sys
 seen = set()
 for line in open(sys.argv[1]):
     try:
@@ -120,7 +120,7 @@ log "staging into $STAGE"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin" "$STAGE/tests" "$STAGE/logs"
 for b in rootlesskit rootlessctl rootlesskit-docker-proxy; do
-	[ -x "$TARGET/debug/$b" ] || die "$TARGET/debug/$b was not built"
+	[ -x "$TARGET/debug/$b" ] || build_failed "$TARGET/debug/$b was not built; the build"
 	cp "$TARGET/debug/$b" "$STAGE/bin/"
 done
 shared=""
