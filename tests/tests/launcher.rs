@@ -654,6 +654,10 @@ fn env_adds_only_the_three_documented_variables() {
     let out = r.wait();
     assert_eq!(out.code, Some(0), "{}", out.dump());
     let mut inside = parse_env0(&out.stdout);
+    if is_reference() {
+        // Go rootlesskit >= 2 leaks its re-exec counter (§1.1); tolerated for it only.
+        inside.retain(|k, _| !k.starts_with("_ROOTLESSKIT_REEXEC_COUNT_"));
+    }
     assert_eq!(
         inside.remove("ROOTLESSKIT_STATE_DIR").as_deref(),
         Some(state.to_str().unwrap()),
