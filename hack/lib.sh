@@ -48,8 +48,9 @@ ensure_packages() {
 	fi
 	log "installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q </dev/null
-	apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+	apt-get update -q </dev/null || { sleep 10; apt-get update -q </dev/null; }
+	apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null ||
+		{ sleep 10; apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null; }
 }
 
 ensure_cargo() {

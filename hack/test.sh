@@ -91,7 +91,7 @@ fi
 
 # "<name>\t<path>" for every test executable (unit tests of every crate + integration tests)
 mapfile -t exes < <(python3 - "$json" <<'PY'
-import json, sys, os
+import json, sys
 seen = set()
 for line in open(sys.argv[1]):
     try:
@@ -120,7 +120,7 @@ log "staging into $STAGE"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin" "$STAGE/tests" "$STAGE/logs"
 for b in rootlesskit rootlessctl rootlesskit-docker-proxy; do
-	[ -x "$TARGET/debug/$b" ] || die "$TARGET/debug/$b was not built"
+	[ -x "$TARGET/debug/$b" ] || build_failed "$TARGET/debug/$b was not built; the build"
 	cp "$TARGET/debug/$b" "$STAGE/bin/"
 done
 shared=""
@@ -215,6 +215,23 @@ for idx in "${!paths[@]}"; do
 		fi
 	fi
 done
+
+# ---- main job, end to end -------------------------------------------------------------
+# The README's main-job command, on a free port, counted as one test.
+if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)); then
+	demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	log "[demo] hack/demo.sh on 127.0.0.1:$demo_port"
+	demo_log="$STAGE/logs/demo.log"
+	if (cd "$ROOT" && RK_DEMO_PORT=$demo_port timeout --kill-after=30 900 bash hack/demo.sh) >"$demo_log" 2>&1; then
+		passed=$((passed + 1))
+		grep -v -E '^\s*(Compiling|Finished)' "$demo_log" | tail -n 8
+	else
+		failed=$((failed + 1))
+		tail -n 40 "$demo_log"
+		failures+=("hack/demo.sh (main job) — see $demo_log")
+	fi
+	chmod a+r "$demo_log"
+fi
 
 # ---- summary --------------------------------------------------------------------------
 echo

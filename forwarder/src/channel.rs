@@ -298,6 +298,10 @@ pub(crate) struct SocketPools {
     pools: [Pool; KINDS],
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Transient failure (EMFILE/ENFILE/ENOBUFS in the child): no new request before this
+    /// instant (ms since `epoch`), so waiting connections don't ping-pong with the child.
+    retry_after_ms: AtomicU64,
+    epoch: std::time::Instant,
     own_cookie: Option<u64>,
     require_foreign_netns: bool,
     wakers: Mutex<Vec<Waker>>,
@@ -320,6 +324,8 @@ impl SocketPools {
             pools: [mk(), mk(), mk(), mk(), mk(), mk()],
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            retry_after_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             own_cookie,
             require_foreign_netns,
             wakers: Mutex::new(Vec::new()),
@@ -365,6 +371,9 @@ impl SocketPools {
     fn request(&self, kind: SockKind) {
         let p = &self.pools[kind as usize];
         if self.closed.load(Ordering::Relaxed) || p.disabled.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.now_ms() < self.retry_after_ms.load(Ordering::Relaxed) {
             return;
         }
         if p.outstanding.swap(true, Ordering::AcqRel) {
@@ -473,14 +482,27 @@ impl SocketPools {
                 p.disabled.store(true, Ordering::Relaxed);
             }
             let _ = h.count;
+            let transient = good.is_empty() && h.errno != 0;
             if let Ok(mut q) = p.socks.lock() {
                 q.extend(good);
             }
+            if transient {
+                self.retry_after_ms
+                    .store(self.now_ms() + 50, Ordering::Relaxed);
+            }
             p.outstanding.store(false, Ordering::Release);
-            self.wake_all();
+            if !transient || p.disabled.load(Ordering::Relaxed) {
+                // Waiting connections retry now; after a transient failure they retry from
+                // their worker's coarse timer instead.
+                self.wake_all();
+            }
         }
         self.closed.store(true, Ordering::Relaxed);
         self.wake_all();
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// Make the reader thread return (and tell the child to stop).

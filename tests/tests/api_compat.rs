@@ -9,7 +9,8 @@
 //!
 //! - `rootlessctl_matches_debian_against_go_server`: our `rootlessctl` and Debian's against the
 //!   Go server: identical stdout, stderr and exit codes.
-//! - `docker_proxy_against_go_server`: our `rootlesskit-docker-proxy` against the Go server
+//! - `docker_proxy_against_go_and_our_servers`: our `rootlesskit-docker-proxy` against the Go
+//!   server and ours
 //!   (builtin and slirp4netns port drivers) with a fake `docker-proxy`.
 //! - `our_rootlesskit_api_matches_go`: our `rootlesskit` and Debian's started with the same
 //!   flags; identical raw requests to both `api.sock`s, compared byte for byte (Date masked);
@@ -200,6 +201,8 @@ fn rootlessctl_matches_debian_against_go_server() {
         &["info"],
         &["--socket", "/nonexistent", "info"],
         &["--socket", s, "info", "--json"],
+        &["--debug", "--socket", s, "info"],
+        &["-debug=false", "--socket=/x", "--socket", s, "info"],
         &["--socket", s, "info", "--json=false"],
         &["--socket", s, "info", "--json=maybe"],
         &["--socket", s, "list-ports"],
@@ -301,6 +304,24 @@ fn rootlessctl_matches_debian_against_go_server() {
     let e = env_run(debian);
     assert_eq!(e.1.len(), 2);
     assert_eq!(env_run(&mine), e);
+    // --net=host, no port driver: info without drivers, "no PortDriver is available".
+    let host = Kit::start(
+        Path::new("/usr/bin/rootlesskit"),
+        "ctl-host",
+        &["--net=host"],
+    );
+    let hs = host.sock();
+    let hs = hs.to_str().unwrap();
+    for args in [
+        &["--socket", hs, "info"][..],
+        &["--socket", hs, "info", "--json"],
+        &["--socket", hs, "list-ports"],
+        &["--socket", hs, "add-ports", "127.0.0.1:18705:80/tcp"],
+        &["--socket", hs, "remove-ports", "1"],
+    ] {
+        same(args);
+    }
+    drop(host);
     // Non-JSON error bodies (gorilla/mux's 404/405) are rendered identically: point both at a
     // socket served by a tiny fake that always answers 404 / 405.
     for (status, body) in [
@@ -313,6 +334,8 @@ fn rootlessctl_matches_debian_against_go_server() {
         let (a, b) = (norm(&run(debian, &args)), norm(&run(&mine, &args)));
         assert_eq!(b, a);
         assert!(a.2.starts_with("error: unexpected HTTP status "), "{a:?}");
+        let _ = fake.1.join();
+        let _ = std::fs::remove_file(&fake.0);
     }
 }
 
@@ -397,7 +420,7 @@ fn list_json(sock: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn docker_proxy_against_go_server() {
+fn docker_proxy_against_go_and_our_servers() {
     if !can_run() {
         return;
     }
@@ -407,15 +430,94 @@ fn docker_proxy_against_go_server() {
     let log = tmp.join("args");
 
     // builtin: tcp -> tcp4, childIP 127.0.0.1, real proxy on 127.0.0.1; SIGINT removes the port.
-    let go = Kit::start(
-        Path::new("/usr/bin/rootlesskit"),
-        "dp-builtin",
-        &["--net=slirp4netns", "--port-driver=builtin"],
-    );
-    for (host_ip, proto, want_proto, child_ip) in [
-        ("127.0.0.1", "tcp", "tcp4", "127.0.0.1"),
-        ("::1", "udp", "udp6", "::1"),
+    // Against the Go server and against ours.
+    let ours_bin = ours("rootlesskit");
+    for (bin, tag) in [
+        (Path::new("/usr/bin/rootlesskit"), "dp-builtin-go"),
+        (ours_bin.as_path(), "dp-builtin-rs"),
     ] {
+        let go = Kit::start(bin, tag, &["--net=slirp4netns", "--port-driver=builtin"]);
+        for (host_ip, proto, want_proto, child_ip) in [
+            ("127.0.0.1", "tcp", "tcp4", "127.0.0.1"),
+            ("::1", "udp", "udp6", "::1"),
+        ] {
+            let (mut child, mut fd3) = start_proxy(
+                &go.dir,
+                &fakebin,
+                &log,
+                &[
+                    "-container-ip",
+                    "172.17.0.2",
+                    "-container-port",
+                    "80",
+                    "-host-ip",
+                    host_ip,
+                    "-host-port",
+                    "18801",
+                    "-proto",
+                    proto,
+                ],
+            );
+            let mut got = [0u8; 2];
+            fd3.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"0\n");
+            let ports = list_json(&go.sock());
+            assert_eq!(ports.len(), 1);
+            assert_eq!(
+                ports[0]["spec"],
+                serde_json::json!({"proto": want_proto, "parentIP": host_ip, "parentPort": 18801, "childPort": 18801, "childIP": child_ip})
+            );
+            assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("-container-ip 172.17.0.2 -container-port 80 -host-ip {child_ip} -host-port 18801 -proto {proto}\n")
+        );
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            )
+            .unwrap();
+            assert!(child.wait().unwrap().success());
+            assert!(list_json(&go.sock()).is_empty());
+        }
+        drop(go);
+    }
+
+    // slirp4netns port driver: no tcp6 -> warning, "0\n", exit 0, nothing published; tcp ->
+    // childIP is the network's 10.0.2.100 (disallowLoopbackChildIP).
+    for (bin, tag) in [
+        (Path::new("/usr/bin/rootlesskit"), "dp-slirp-go"),
+        (ours_bin.as_path(), "dp-slirp-rs"),
+    ] {
+        let go = Kit::start(
+            bin,
+            tag,
+            &["--net=slirp4netns", "--port-driver=slirp4netns"],
+        );
+        let (child, mut fd3) = start_proxy(
+            &go.dir,
+            &fakebin,
+            &log,
+            &[
+                "-container-ip",
+                "172.17.0.2",
+                "-container-port",
+                "80",
+                "-host-ip",
+                "::",
+                "-host-port",
+                "18802",
+                "-proto",
+                "tcp",
+            ],
+        );
+        let mut all = Vec::new();
+        fd3.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"0\n");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(r#"level=warning msg="protocol \"tcp6\" is not supported by the RootlessKit port driver \"slirp4netns\""#));
+        assert!(list_json(&go.sock()).is_empty());
         let (mut child, mut fd3) = start_proxy(
             &go.dir,
             &fakebin,
@@ -426,26 +528,20 @@ fn docker_proxy_against_go_server() {
                 "-container-port",
                 "80",
                 "-host-ip",
-                host_ip,
+                "0.0.0.0",
                 "-host-port",
-                "18801",
+                "18803",
                 "-proto",
-                proto,
+                "tcp",
             ],
         );
         let mut got = [0u8; 2];
         fd3.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"0\n");
         let ports = list_json(&go.sock());
-        assert_eq!(ports.len(), 1);
-        assert_eq!(
-            ports[0]["spec"],
-            serde_json::json!({"proto": want_proto, "parentIP": host_ip, "parentPort": 18801, "childPort": 18801, "childIP": child_ip})
-        );
-        assert_eq!(
-            std::fs::read_to_string(&log).unwrap(),
-            format!("-container-ip 172.17.0.2 -container-port 80 -host-ip {child_ip} -host-port 18801 -proto {proto}\n")
-        );
+        assert_eq!(ports[0]["spec"]["childIP"], "10.0.2.100");
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("-host-ip 10.0.2.100 "));
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGINT,
@@ -454,42 +550,15 @@ fn docker_proxy_against_go_server() {
         assert!(child.wait().unwrap().success());
         assert!(list_json(&go.sock()).is_empty());
     }
-    drop(go);
 
-    // slirp4netns port driver: no tcp6 -> warning, "0\n", exit 0, nothing published; tcp ->
-    // childIP is the network's 10.0.2.100 (disallowLoopbackChildIP).
-    let go = Kit::start(
+    // No port driver (--net=host): the real docker-proxy is executed with the same arguments.
+    let host = Kit::start(
         Path::new("/usr/bin/rootlesskit"),
-        "dp-slirp",
-        &["--net=slirp4netns", "--port-driver=slirp4netns"],
+        "dp-host",
+        &["--net=host"],
     );
-    let (child, mut fd3) = start_proxy(
-        &go.dir,
-        &fakebin,
-        &log,
-        &[
-            "-container-ip",
-            "172.17.0.2",
-            "-container-port",
-            "80",
-            "-host-ip",
-            "::",
-            "-host-port",
-            "18802",
-            "-proto",
-            "tcp",
-        ],
-    );
-    let mut all = Vec::new();
-    fd3.read_to_end(&mut all).unwrap();
-    assert_eq!(all, b"0\n");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains(r#"level=warning msg="protocol \"tcp6\" is not supported by the RootlessKit port driver \"slirp4netns\""#));
-    assert!(list_json(&go.sock()).is_empty());
     let (mut child, mut fd3) = start_proxy(
-        &go.dir,
+        &host.dir,
         &fakebin,
         &log,
         &[
@@ -500,25 +569,47 @@ fn docker_proxy_against_go_server() {
             "-host-ip",
             "0.0.0.0",
             "-host-port",
-            "18803",
+            "18804",
             "-proto",
-            "tcp",
+            "udp",
         ],
     );
     let mut got = [0u8; 2];
     fd3.read_exact(&mut got).unwrap();
-    let ports = list_json(&go.sock());
-    assert_eq!(ports[0]["spec"]["childIP"], "10.0.2.100");
-    assert!(std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("-host-ip 10.0.2.100 "));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
-    assert!(list_json(&go.sock()).is_empty());
+    assert_eq!(&got, b"0\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "-container-ip 172.17.0.2 -container-port 80 -host-ip 0.0.0.0 -host-port 18804 -proto udp\n"
+    );
+    // exec: the process is now the fake proxy (script or its sleep), not a wrapper.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap();
+    assert!(comm == "sleep\n" || comm == "docker-proxy\n", "{comm:?}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(host);
+
+    // Flag errors and -h: Go's flag package (usage on stderr, exit 2 / 0), same as Debian's.
+    // The usage line names argv[0]: mapped to "PROG" on both sides.
+    let go_dp = Path::new("/usr/bin/rootlesskit-docker-proxy");
+    let our_dp = ours("rootlesskit-docker-proxy");
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["-bogus"],
+        &["-host-port", "x"],
+        &["-proto"],
+    ] {
+        let prog = |o: &Output, bin: &Path| {
+            String::from_utf8_lossy(&o.stderr).replace(bin.to_str().unwrap(), "PROG")
+        };
+        let (a, b) = (run(go_dp, args), run(&our_dp, args));
+        assert_eq!(
+            (b.status.code(), &b.stdout, prog(&b, &our_dp)),
+            (a.status.code(), &a.stdout, prog(&a, go_dp)),
+            "{args:?}"
+        );
+        assert!(prog(&a, go_dp).contains("Usage of PROG:\n"));
+    }
 
     // Errors go to fd 3 as "1\n<err>" and exit 1.
     let (mut child, mut fd3) = start_proxy(&tmp.join("nonexistent"), &fakebin, &log, &[]);
@@ -694,6 +785,32 @@ fn our_rootlesskit_api_matches_go() {
         ("wrong method", "PUT /v1/ports".into()),
         ("head", "HEAD /v1/info".into()),
         ("double slash", "GET //v1/info".into()),
+        // Bind errors come from the forwarder, verbatim like Go's net.Listen texts.
+        (
+            "bind foreign ip",
+            r#"{"proto":"tcp","parentIP":"1.2.3.4","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "tcp4 on ::1",
+            r#"{"proto":"tcp4","parentIP":"::1","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "privileged",
+            r#"{"proto":"tcp","parentIP":"127.0.0.1","parentPort":22,"childPort":80}"#.into(),
+        ),
+        (
+            "wildcard v4",
+            r#"{"proto":"tcp","parentIP":"0.0.0.0","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "empty ip is not 0.0.0.0",
+            r#"{"proto":"tcp","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        (
+            "tcp4 in use",
+            r#"{"proto":"tcp4","parentIP":"0.0.0.0","parentPort":P2,"childPort":80}"#.into(),
+        ),
+        ("delete wildcard", "DELETE /v1/ports/3".into()),
     ];
     let build = |item: &str, base: u16| -> Vec<u8> {
         let item = item
@@ -735,22 +852,22 @@ fn our_rootlesskit_api_matches_go() {
     let s = s.to_str().unwrap();
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (0, "3\n".into(), String::new())
+        (0, "4\n".into(), String::new())
     );
     assert_eq!(
         ctl(&["--socket", s, "add-ports", "127.0.0.1:19960:80/tcp"]),
-        (1, String::new(), "error: conflict with ID 3\n".into())
+        (1, String::new(), "error: conflict with ID 4\n".into())
     );
     let list = ctl(&["--socket", s, "list-ports"]);
     assert_eq!(
         list.1,
         "ID    PROTO    PARENTIP     PARENTPORT    CHILDIP    CHILDPORT    \n\
          2     tcp      127.0.0.1    19912                    83           \n\
-         3     tcp      127.0.0.1    19960                    80           \n"
+         4     tcp      127.0.0.1    19960                    80           \n"
     );
     assert_eq!(
-        ctl(&["--socket", s, "remove-ports", "3", "2"]),
-        (0, "3\n2\n".into(), String::new())
+        ctl(&["--socket", s, "remove-ports", "4", "2"]),
+        (0, "4\n2\n".into(), String::new())
     );
     let info = ctl(&["--socket", s, "info"]);
     assert!(
@@ -824,4 +941,44 @@ fn stats_extension_counts_forwarded_traffic() {
         String::from_utf8_lossy(&r.body),
         "{\"message\":\"unknown id: 9\"}\n"
     );
+}
+
+/// `--net=host` (no network driver, no port driver): info without `networkDriver` and
+/// `portDriver`; every port call answers `no PortDriver is available`, byte for byte as Go.
+#[test]
+fn our_rootlesskit_without_drivers_matches_go() {
+    if !can_run() {
+        return;
+    }
+    let go = Kit::start(
+        Path::new("/usr/bin/rootlesskit"),
+        "host-go",
+        &["--net=host"],
+    );
+    let rs = Kit::start(&ours("rootlesskit"), "host-rs", &["--net=host"]);
+    let (gi, ri) = (
+        exchange(&go.sock(), &req("GET", "/v1/info")),
+        exchange(&rs.sock(), &req("GET", "/v1/info")),
+    );
+    let keys = |r: &Raw| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(keys(&ri), keys(&gi));
+    assert_eq!(keys(&ri), ["apiVersion", "childPID", "stateDir", "version"]);
+    for rq in [
+        req("GET", "/v1/ports"),
+        post(r#"{"proto":"tcp","parentPort":18990,"childPort":80}"#),
+        post("garbage"),
+        req("DELETE", "/v1/ports/1"),
+        req("DELETE", "/v1/ports/x"),
+    ] {
+        let (g, r) = (exchange(&go.sock(), &rq), exchange(&rs.sock(), &rq));
+        assert_eq!(r.masked(), g.masked());
+        assert_eq!(r.body, g.body);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            "{\"message\":\"no PortDriver is available\"}\n"
+        );
+    }
 }

@@ -100,6 +100,36 @@ fn uid_map_and_gid_map_map_root_to_user_and_subids() {
     );
 }
 
+/// §7.3: `--subid-source=static|dynamic|auto` all yield the same maps here (getsubids
+/// and /etc/subuid agree).
+#[test]
+fn every_subid_source_gives_the_same_maps() {
+    require_tool("getsubids", "uidmap");
+    let script = "cat /proc/self/uid_map /proc/self/gid_map";
+    let base = Kit::new().sh(script).run();
+    assert_eq!(base.code, Some(0), "{}", base.dump());
+    for src in ["static", "dynamic", "auto"] {
+        let out = Kit::new()
+            .args([format!("--subid-source={src}")])
+            .sh(script)
+            .run();
+        assert_eq!(out.code, Some(0), "--subid-source={src}\n{}", out.dump());
+        assert_eq!(
+            lines_normalized(&out.stdout),
+            lines_normalized(&base.stdout),
+            "--subid-source={src}"
+        );
+    }
+}
+
+#[test]
+fn unknown_subid_source_fails() {
+    assert_fails_cleanly(
+        Kit::new().args(["--subid-source=bogus"]).cmd(["true"]),
+        "unknown subid source \"bogus\"",
+    );
+}
+
 #[test]
 fn command_runs_as_uid_and_gid_0_inside() {
     let out = Kit::new().sh("id -u; id -g").run();
@@ -315,6 +345,17 @@ fn copy_up_with_rshared_propagation_is_refused() {
             .cmd(["true"]),
         "propagation rshared does not support copy-up driver tmpfs+symlink",
     );
+}
+
+/// §1.2: unknown `--propagation` strings are ignored (at most a warning); the command runs.
+#[test]
+fn unknown_propagation_value_is_ignored() {
+    let out = Kit::new()
+        .args(["--propagation=bogus"])
+        .sh("echo ran")
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_eq!(out.stdout, "ran\n", "{}", out.dump());
 }
 
 /// A tmpfs mounted inside (on a host-visible dir) must not appear on the host, for the
@@ -613,6 +654,10 @@ fn env_adds_only_the_three_documented_variables() {
     let out = r.wait();
     assert_eq!(out.code, Some(0), "{}", out.dump());
     let mut inside = parse_env0(&out.stdout);
+    if is_reference() {
+        // Go rootlesskit >= 2 leaks its re-exec counter (§1.1); tolerated for it only.
+        inside.retain(|k, _| !k.starts_with("_ROOTLESSKIT_REEXEC_COUNT_"));
+    }
     assert_eq!(
         inside.remove("ROOTLESSKIT_STATE_DIR").as_deref(),
         Some(state.to_str().unwrap()),
@@ -806,8 +851,9 @@ fn lock_and_state_dir_are_flocked_while_running() {
 fn restart_on_the_state_dir_of_a_killed_instance_works() {
     let dir = TempDir::new();
     let s = dir.join("state");
-    let mut first = Kit::new().cmd(["sleep", "infinity"]).spawn_in(dir);
-    first.wait_ready();
+    let script = format!("touch {}; exec sleep infinity", dir.join(READY).display());
+    let mut first = Kit::new().sh(&script).spawn_in(dir);
+    first.wait_ready().wait_for_file(READY);
     let old_pid = first.child_pid();
     first.signal(Signal::SIGKILL);
     let _ = first.wait();
@@ -961,6 +1007,25 @@ fn kill_9_of_parent_kills_child_and_command_without_pidns() {
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
+/// `kill -9` of the parent as soon as it is ready (api.sock), i.e. possibly before the
+/// command started: the rootlesskit child must still die. 1.1.0: fails intermittently
+/// (its child can outlive the parent when killed in that window).
+#[test]
+fn kill_9_of_parent_right_after_ready_leaves_no_child() {
+    for flags in [&[][..], &["--pidns"][..]] {
+        let mut r = Kit::new().args(flags).cmd(["sleep", "infinity"]).spawn();
+        r.wait_ready();
+        let child = r.child_pid();
+        r.signal(Signal::SIGKILL);
+        let _ = r.wait();
+        let left = wait_gone(&[child], Duration::from_secs(10));
+        assert!(
+            left.is_empty(),
+            "{flags:?}: rootlesskit child survived: {left:?}"
+        );
+    }
+}
+
 /// Stricter than upstream: without `--pidns` the command's own children must die too.
 /// 1.1.0: fails (reference §11.3: the command's children survive).
 #[test]
@@ -1047,6 +1112,29 @@ fn reaper_false_keeps_the_controlling_tty_under_script() {
 
 // ---------------------------------------------------------------------------------------
 // bad input: exit 1, a clear error, nothing left behind
+
+/// §1.2/§7.2: `--evacuate-cgroup2` needs `--cgroupns` and then `--pidns` (checked in that
+/// order) and a name without `/`.
+#[test]
+fn evacuate_cgroup2_flag_requirements() {
+    assert_fails_cleanly(
+        Kit::new().args(["--evacuate-cgroup2=evac"]).cmd(["true"]),
+        "evacuate-cgroup2 requires --cgroupns",
+    );
+    assert_fails_cleanly(
+        Kit::new()
+            .args(["--cgroupns", "--evacuate-cgroup2=evac"])
+            .cmd(["true"]),
+        "evacuate-cgroup2 requires --pidns",
+    );
+    let out = assert_fails_cleanly(
+        Kit::new()
+            .args(["--cgroupns", "--pidns", "--evacuate-cgroup2=a/b"])
+            .cmd(["true"]),
+        "a/b",
+    );
+    assert!(out.stderr.contains("must not contain"), "{}", out.dump());
+}
 
 #[test]
 fn missing_command_fails() {

@@ -171,7 +171,12 @@ pub fn connect_retry(addr: &str) -> TcpStream {
 
 /// Send `data`, half-close, read the echo to EOF, assert it is byte-exact.
 pub fn echo_roundtrip(addr: &str, data: &[u8]) {
+    echo_roundtrip_timeout(addr, data, IO_TIMEOUT)
+}
+
+pub fn echo_roundtrip_timeout(addr: &str, data: &[u8], timeout: Duration) {
     let mut s = connect_retry(addr);
+    s.set_read_timeout(Some(timeout)).expect("timeout");
     let mut r = s.try_clone().expect("clone");
     let d2 = data.to_vec();
     let w = std::thread::spawn(move || {

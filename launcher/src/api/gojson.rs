@@ -661,6 +661,28 @@ mod tests {
         assert_eq!(s.proto, "a\u{fffd}b");
     }
 
+    /// Random bytes over a JSON-heavy alphabet: the decoder must never panic (it indexes the
+    /// body after its own syntax check, so this guards that check).
+    #[test]
+    fn no_panic_on_random_input() {
+        const ALPHA: &[u8] = b"{}[]:,\" \\/ubfnrt0123456789-+.eEaxlsTNUL\n\t\x00\x7f\xc3\xa9\xff";
+        let mut seed: u64 = 42;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..200_000 {
+            let len = next() % 24;
+            let mut b: Vec<u8> = (0..len).map(|_| ALPHA[next() % ALPHA.len()]).collect();
+            if next() % 2 == 0 {
+                b.insert(0, b'{');
+            }
+            let _ = decode_port_spec(&b);
+        }
+    }
+
     #[test]
     fn go_escaping() {
         assert_eq!(

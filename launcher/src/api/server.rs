@@ -16,7 +16,7 @@
 //!
 //! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
 //! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
-//! large`).
+//! large`), open connections at [`MAX_CONNECTIONS`] (the rest wait in the listen backlog).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +46,8 @@ const CHUNKING_THRESHOLD: usize = 2048;
 pub const MAX_BODY: usize = 1 << 20;
 /// hyper's read buffer, i.e. the maximum request head.
 const MAX_HEAD: usize = 64 * 1024;
+/// Connections served at once (each may buffer up to [`MAX_BODY`]); Go has no limit.
+pub const MAX_CONNECTIONS: usize = 256;
 /// How long `run` waits for open connections after the shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,11 +103,18 @@ impl ApiState {
 pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
+            // At most MAX_CONNECTIONS served at once; more wait in the listen backlog.
+            permit = limit.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
                 let stream = match accepted {
                     Ok((s, _)) => s,
                     Err(e) => {
@@ -119,6 +128,7 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
                 let state = state.clone();
                 let mut stop_rx = stop_rx.clone();
                 conns.spawn(async move {
+                    let _permit = permit;
                     let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
                     let conn = hyper::server::conn::http1::Builder::new()
                         .title_case_headers(true)
@@ -268,14 +278,17 @@ impl Reply {
     fn go_tail(mut self, body: Option<Bytes>, sniffed_type: Option<&str>, http10: bool) -> Self {
         self = self.header("date", date());
         let len = body.as_ref().map_or(0, |b| b.len());
-        let chunk = len > CHUNKING_THRESHOLD && !http10;
-        if !chunk {
+        let big = len > CHUNKING_THRESHOLD;
+        if !big {
             self = self.header("content-length", len.to_string());
         }
         if let Some(ct) = sniffed_type {
             self = self.header("content-type", ct);
         }
-        if chunk {
+        if big && http10 {
+            // HTTP/1.0 cannot chunk: the body is delimited by closing the connection.
+            self.chunked = true;
+        } else if big {
             self = self.header("transfer-encoding", "chunked");
             self.chunked = true;
         }
@@ -343,6 +356,20 @@ fn clean_path(p: &str) -> String {
         np.push('/');
     }
     np
+}
+
+/// Go's `url.PathEscape`-like escaping of a path for `URL.String()` (mode `encodePath`):
+/// unreserved characters and `$&+,/:;=@` stay, everything else becomes `%XX`.
+fn go_escape_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Percent-decode a request path like Go's `url.PathUnescape`; None on a bad escape.
@@ -420,6 +447,16 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
             ));
         return Ok(resp);
     }
+    if req.headers().get_all(hyper::header::HOST).iter().count() > 1 {
+        // Go rejects repeated Host headers before routing.
+        let body: &'static [u8] = b"400 Bad Request";
+        let mut r = Reply::new(StatusCode::BAD_REQUEST)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close")
+            .header("content-length", body.len().to_string());
+        r.body = Some(Bytes::from_static(body));
+        return Ok(r.build(version));
+    }
     let raw_path = req.uri().path().to_string();
     let Some(path) = unescape_path(&raw_path) else {
         let mut r = Reply::new(StatusCode::BAD_REQUEST)
@@ -432,6 +469,7 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
     };
     let cleaned = clean_path(&path);
     if cleaned != path {
+        let cleaned = go_escape_path(&cleaned);
         let location = match req.uri().query() {
             Some(q) => format!("{cleaned}?{q}"),
             None => cleaned,
@@ -578,6 +616,8 @@ mod tests {
         assert_eq!(clean_path("/.."), "/");
         assert_eq!(unescape_path("/v1/%69nfo").as_deref(), Some("/v1/info"));
         assert_eq!(unescape_path("/v1/%zz"), None);
+        assert_eq!(go_escape_path("/*"), "/%2A");
+        assert_eq!(go_escape_path("/v1/a b?é"), "/v1/a%20b%3F%C3%A9");
         assert!(matches!(route("/v1/ports/7"), Some(Route::Port(id)) if id == "7"));
         assert!(route("/v1/ports/").is_none());
         assert!(matches!(route("/v1/ports/3/stats"), Some(Route::PortStats(id)) if id == "3"));

@@ -297,6 +297,12 @@ fn run_cmd(cmd: Cmd, g: &Flags, f: &Flags, out: &mut dyn Write) -> Result<()> {
 }
 
 fn main() {
+    // Like a Go program, die quietly of SIGPIPE when stdout goes away (`| head`) instead of
+    // reporting EPIPE as an error (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match real_main(&args) {
         Exit::Ok => 0,

@@ -34,6 +34,22 @@ struct Args {
     proto: String,
 }
 
+/// Go's `flag.PrintDefaults` for our flag set, after `Usage of <argv[0]>:`.
+const USAGE: &str = "  -container-ip string
+    \tcontainer ip
+  -container-port int
+    \tcontainer port (default -1)
+  -host-ip string
+    \thost ip
+  -host-port int
+    \thost port (default -1)
+  -proto string
+    \tproxy protocol (default \"tcp\")
+";
+
+/// `-h`/`-help` (Go's `flag.ErrHelp`).
+const HELP: &str = "help requested";
+
 /// Go `flag` parsing of docker-proxy's flags (`-flag value`, `-flag=value`, `--flag`).
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut a = Args {
@@ -58,6 +74,20 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             None => (nv.to_string(), None),
         };
         i += 1;
+        if name == "h" || name == "help" {
+            return Err(HELP.into());
+        }
+        if ![
+            "container-ip",
+            "container-port",
+            "host-ip",
+            "host-port",
+            "proto",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(format!("flag provided but not defined: -{name}"));
+        }
         let val = match val {
             Some(v) => v,
             None => {
@@ -132,8 +162,7 @@ fn real_proxy(args: &[String]) -> Command {
     cmd
 }
 
-fn xmain(argv: &[String], fd3: &mut Option<File>) -> Result<()> {
-    let a = parse_args(argv).map_err(|e| anyhow!(e))?;
+fn xmain(a: Args, argv: &[String], fd3: &mut Option<File>) -> Result<()> {
     let state_dir = std::env::var("ROOTLESSKIT_STATE_DIR").unwrap_or_default();
     if state_dir.is_empty() {
         return Err(anyhow!("$ROOTLESSKIT_STATE_DIR needs to be set"));
@@ -254,8 +283,22 @@ fn xmain(argv: &[String], fd3: &mut Option<File>) -> Result<()> {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Flag errors behave like Go's flag.ExitOnError: message and usage on stderr, exit 2
+    // (0 for -h), nothing on fd 3.
+    let a = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let argv0 = std::env::args().next().unwrap_or_default();
+            if e == HELP {
+                eprint!("Usage of {argv0}:\n{USAGE}");
+                std::process::exit(0);
+            }
+            eprint!("{e}\nUsage of {argv0}:\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let mut fd3 = signal_parent();
-    if let Err(e) = xmain(&argv, &mut fd3) {
+    if let Err(e) = xmain(a, &argv, &mut fd3) {
         if let Some(f) = fd3.as_mut() {
             let _ = write!(f, "1\n{e:#}");
         }
