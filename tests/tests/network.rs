@@ -349,6 +349,15 @@ fn host_loopback_via_gateway() {
     assert!(text(&o).contains("hello-host"), "{}", text(&o));
     let o = rk(&[
         "--net=slirp4netns",
+        "--slirp4netns-sandbox=true",
+        "--slirp4netns-seccomp=true",
+        "sh",
+        "-c",
+        &connect_script("10.0.2.2", port),
+    ]);
+    assert!(text(&o).contains("hello-host"), "{}", text(&o));
+    let o = rk(&[
+        "--net=slirp4netns",
         "--disable-host-loopback",
         "sh",
         "-c",
