@@ -492,16 +492,18 @@ fn alive(pid: i32) -> bool {
 
 /// Start rootlesskit with `sleep`, return (rootlesskit parent pid, driver helper pids).
 fn start_and_find_helpers(net: &str, state: &str) -> (std::process::Child, i32, Vec<i32>) {
-    let child = rk_command(&[
-        &format!("--net={net}"),
-        &format!("--state-dir={state}"),
-        "sleep",
-        "30",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    // "--net=vpnkit --vpnkit-binary=X" arrives as one string
+    let mut args: Vec<String> = net.split(' ').map(|a| a.to_string()).collect();
+    args[0] = format!("--net={}", args[0]);
+    args.push(format!("--state-dir={state}"));
+    args.push("sleep".into());
+    args.push("30".into());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = rk_command(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let child_pid_file = format!("{state}/child_pid");
     let cpid = loop {
@@ -525,7 +527,10 @@ fn start_and_find_helpers(net: &str, state: &str) -> (std::process::Child, i32, 
         .into_iter()
         .filter(|p| {
             let c = comm(*p);
-            c.starts_with("slirp4netns") || c.starts_with("pasta") || c.starts_with("passt")
+            c.starts_with("slirp4netns")
+                || c.starts_with("pasta")
+                || c.starts_with("passt")
+                || c.starts_with("network-") // the fake vpnkit (this test binary)
         })
         .collect();
     (child, ppid, helpers)
@@ -547,11 +552,15 @@ fn helpers_gone_after_exit_and_kill9() {
     if !have_userns() {
         return;
     }
-    let mut nets = vec!["slirp4netns"];
+    let mut nets = vec!["slirp4netns".to_string()];
     if supports_net("pasta") {
-        nets.push("pasta");
+        nets.push("pasta".into());
     }
-    for net in nets {
+    let wrapper = fake_vpnkit_wrapper();
+    if supports_net("vpnkit") {
+        nets.push(format!("vpnkit --vpnkit-binary={wrapper}"));
+    }
+    for net in &nets {
         // normal exit (SIGTERM to rootlesskit is forwarded; the command dies, rootlesskit exits)
         let state = format!("/tmp/rknet-it-{}", uniq());
         let (mut child, ppid, helpers) = start_and_find_helpers(net, &state);
@@ -579,6 +588,7 @@ fn helpers_gone_after_exit_and_kill9() {
         );
         let _ = as_user("rm").args(["-rf", &state]).status();
     }
+    let _ = std::fs::remove_file(&wrapper);
 }
 
 /// PIDs whose command line contains `needle`.
