@@ -535,6 +535,79 @@ mod tests {
         }
     }
 
+    /// portutil_test.go TestValidatePortSpec, case by case.
+    #[test]
+    fn upstream_validate_port_spec_cases() {
+        let existing = [
+            (1, spec("tcp", "", 80, "", 80)),
+            (2, spec("tcp", "10.10.10.10", 8080, "", 8080)),
+        ];
+        let check = |s: &PortSpec| -> Result<(), SpecError> {
+            s.validate()?;
+            check_conflicts(s, existing.iter().map(|(i, s)| (*i, s)))
+        };
+        let base = spec("tcp", "127.0.0.1", 1001, "", 1001);
+        for p in ["", "NaN", "TCP"] {
+            assert!(
+                check(&PortSpec {
+                    proto: p.into(),
+                    ..base.clone()
+                })
+                .is_err(),
+                "{p}"
+            );
+        }
+        for p in ["udp", "tcp", "sctp"] {
+            assert!(
+                check(&PortSpec {
+                    proto: p.into(),
+                    ..base.clone()
+                })
+                .is_ok(),
+                "{p}"
+            );
+        }
+        assert!(check(&spec("tcp", "invalid", 80, "", 80)).is_err());
+        assert!(check(&spec("tcp", "", 80, "invalid", 80)).is_err());
+        for p in [-200, 0, 1000000] {
+            assert!(check(&PortSpec {
+                parent_port: p,
+                ..base.clone()
+            })
+            .is_err());
+            assert!(check(&PortSpec {
+                child_port: p,
+                ..base.clone()
+            })
+            .is_err());
+        }
+        for p in [20, 500, 1337, 65000] {
+            assert!(check(&PortSpec {
+                parent_port: p,
+                ..base.clone()
+            })
+            .is_ok());
+            assert!(check(&PortSpec {
+                child_port: p,
+                ..base.clone()
+            })
+            .is_ok());
+        }
+        assert!(check(&spec("udp", "", 80, "", 80)).is_ok());
+        assert!(check(&spec("tcp", "10.10.10.11", 8080, "", 8080)).is_ok());
+        assert!(check(&spec("tcp", "10.10.10.10", 8081, "", 8080)).is_ok());
+        assert_eq!(
+            check(&spec("tcp", "", 80, "", 90)).unwrap_err().to_string(),
+            "conflict with ID 1"
+        );
+        assert_eq!(
+            check(&spec("tcp", "10.10.10.10", 8080, "", 8080))
+                .unwrap_err()
+                .to_string(),
+            "conflict with ID 2"
+        );
+    }
+
     #[test]
     fn go_quoting() {
         assert_eq!(go_quote_rune('\0'), r"'\x00'");

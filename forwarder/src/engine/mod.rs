@@ -1,21 +1,49 @@
-//! Engine: worker threads and event loops (owner: forwarder helper).
+//! Engine: worker threads and event loops, parent-side API of the builtin port driver.
 //!
-//! Parent-side API used by the launcher (contract; keep these signatures):
 //! ```ignore
 //! let fwd = Forwarder::start(channel_fd, ForwarderConfig { .. })?;   // after fork/clone + id maps
 //! fwd.add_port(id, &spec)?;      // listen on the host; errors carry RootlessKit's exact text
 //! fwd.remove_port(id)?;          // close listener + every live connection / UDP flow of that port
+//! fwd.stats(id);                 // per-port counters
 //! fwd.shutdown();                // stop workers, close everything
 //! ```
+//!
+//! # Theory of operation
+//!
+//! `start` raises `RLIMIT_NOFILE`, wraps the channel in [`crate::channel`]'s socket pools (a
+//! reader thread fills them), probes the backend ([`crate::probe`]) and starts N workers
+//! (default `min(ncpu, 4)`), each with its own [`poller::Poller`] (epoll or io_uring).
+//! `add_port` binds the host socket in the caller's thread (so bind errors are returned with
+//! Go's text) and hands it to one worker (round robin). That worker accepts TCP connections and
+//! distributes them round robin over all workers; UDP ports keep all their flows in the worker
+//! that owns the port. The per-connection state machine is in [`worker`] (TCP) and the UDP flow
+//! table in [`udp`]. `remove_port` broadcasts to every worker and waits (up to 5 s) until each
+//! has closed the listener and reset every connection/flow of the port.
 
+pub(crate) mod listen;
+pub(crate) mod pipes;
+pub(crate) mod poller;
+pub(crate) mod slab;
+pub(crate) mod sys;
+mod udp;
+mod worker;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crate::channel::SocketPools;
 use crate::spec::PortSpec;
 
 /// Event-loop backend; `ROOTLESSKIT_FORWARDER_BACKEND` overrides the probed default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// io_uring multishot poll readiness + inline splice(2).
+    /// io_uring poll readiness + inline splice(2).
     UringPoll,
     /// io_uring IORING_OP_SPLICE (selectable, measured, not default).
     UringSplice,
@@ -23,6 +51,40 @@ pub enum Backend {
     Epoll,
     /// epoll readiness + read/write copy (no splice).
     Copy,
+}
+
+impl Backend {
+    /// Every backend, for tests and benchmarks.
+    pub const ALL: [Backend; 4] = [
+        Backend::UringPoll,
+        Backend::UringSplice,
+        Backend::Epoll,
+        Backend::Copy,
+    ];
+
+    /// Parse the `ROOTLESSKIT_FORWARDER_BACKEND` value.
+    pub fn from_env_value(v: &str) -> Option<Backend> {
+        match v {
+            "uring" | "uring-poll" => Some(Backend::UringPoll),
+            "uring-splice" => Some(Backend::UringSplice),
+            "epoll" => Some(Backend::Epoll),
+            "copy" => Some(Backend::Copy),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::UringPoll => "uring",
+            Backend::UringSplice => "uring-splice",
+            Backend::Epoll => "epoll",
+            Backend::Copy => "copy",
+        }
+    }
+
+    pub(crate) fn uses_uring(self) -> bool {
+        matches!(self, Backend::UringPoll | Backend::UringSplice)
+    }
 }
 
 /// Configuration of the parent side.
@@ -38,6 +100,32 @@ pub struct ForwarderConfig {
     pub host_gateway_ip: Option<IpAddr>,
     /// `basename(argv[0]) == "rootlesskit"` (privileged-port message clause).
     pub argv0_is_rootlesskit: bool,
+    /// Reject sockets from the child that live in the parent's own network namespace
+    /// (`SO_NETNS_COOKIE`). Default true; in-process tests set it to false.
+    pub require_foreign_netns: bool,
+    /// Idle timeout of a UDP flow (RootlessKit: 90 s).
+    pub udp_idle_timeout: Duration,
+    /// Maximum UDP flows per port.
+    pub udp_max_flows: usize,
+    /// Small-message path: start each direction with read/write and switch to splice once a
+    /// read fills the 64 KiB buffer (bulk flow). Default true (see `probe` for the numbers).
+    pub adaptive_copy: bool,
+}
+
+impl Default for ForwarderConfig {
+    fn default() -> Self {
+        ForwarderConfig {
+            backend: None,
+            workers: 0,
+            source_ip_transparent: true,
+            host_gateway_ip: None,
+            argv0_is_rootlesskit: false,
+            require_foreign_netns: true,
+            udp_idle_timeout: Duration::from_secs(90),
+            udp_max_flows: 4096,
+            adaptive_copy: true,
+        }
+    }
 }
 
 /// Errors of the parent side; `Display` of add_port errors is RootlessKit's text.
@@ -47,27 +135,289 @@ pub enum ForwarderError {
     Port(String),
     #[error("forwarder channel: {0}")]
     Channel(#[source] std::io::Error),
+    #[error("start forwarder worker")]
+    Worker(#[source] std::io::Error),
+}
+
+/// Per-port counters (snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Live TCP connections or UDP flows.
+    pub active: u64,
+    /// TCP connections accepted / UDP flows created since the port was added.
+    pub total: u64,
+    /// Bytes from host clients towards the namespace.
+    pub bytes_in: u64,
+    /// Bytes from the namespace back to host clients.
+    pub bytes_out: u64,
+    /// Resets, refused targets, accept errors, dropped datagrams.
+    pub errors: u64,
+}
+
+/// Live counters, updated with relaxed atomics (once per wake-up and direction).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> PortStats {
+        PortStats {
+            active: self.active.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+    pub(crate) fn err(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Messages to a worker.
+pub(crate) enum Cmd {
+    AddTcp {
+        id: u64,
+        listener: OwnedFd,
+        target: std::net::SocketAddr,
+        stats: Arc<Counters>,
+    },
+    AddUdp {
+        id: u64,
+        sock: OwnedFd,
+        target: std::net::SocketAddr,
+        stats: Arc<Counters>,
+    },
+    NewConn {
+        id: u64,
+        client: OwnedFd,
+        peer: Option<std::net::SocketAddr>,
+        target: std::net::SocketAddr,
+        stats: Arc<Counters>,
+    },
+    Remove {
+        id: u64,
+        ack: mpsc::SyncSender<()>,
+    },
+    Shutdown,
+}
+
+pub(crate) struct WorkerRemote {
+    tx: mpsc::Sender<Cmd>,
+    wake: Arc<OwnedFd>,
+}
+
+impl WorkerRemote {
+    pub(crate) fn send(&self, c: Cmd) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        sys::eventfd_signal(self.wake.as_fd());
+        ok
+    }
+}
+
+/// State shared by all workers.
+pub(crate) struct Shared {
+    pub backend: Backend,
+    pub cfg: ForwarderConfig,
+    pub pools: Arc<SocketPools>,
+    pub budget: Arc<pipes::PipeBudget>,
+    pub workers: std::sync::OnceLock<Vec<WorkerRemote>>,
+    pub rr: AtomicUsize,
+}
+
+struct PortEntry {
+    stats: Arc<Counters>,
 }
 
 /// Parent side of the builtin port driver.
 pub struct Forwarder {
-    _private: (),
+    shared: Arc<Shared>,
+    ports: Mutex<HashMap<u64, PortEntry>>,
+    next_worker: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Forwarder {
-    pub fn start(
-        _channel: std::os::fd::OwnedFd,
-        _cfg: ForwarderConfig,
-    ) -> Result<Forwarder, ForwarderError> {
-        Err(ForwarderError::Port(
-            "builtin port driver not implemented yet".into(),
-        ))
+    /// Start the workers on the parent end of the channel.
+    pub fn start(channel: OwnedFd, cfg: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
+        sys::raise_nofile();
+        let backend = crate::probe::choose(cfg.backend);
+        let pools = SocketPools::new(channel, cfg.require_foreign_netns);
+        let reader = {
+            let p = pools.clone();
+            std::thread::Builder::new()
+                .name("fwd-channel".into())
+                .spawn(move || p.run_reader())
+                .map_err(ForwarderError::Channel)?
+        };
+        pools.init(cfg.source_ip_transparent);
+        let n = if cfg.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4)
+        } else {
+            cfg.workers
+        };
+        let shared = Arc::new(Shared {
+            backend,
+            cfg,
+            pools: pools.clone(),
+            budget: pipes::PipeBudget::new(),
+            workers: std::sync::OnceLock::new(),
+            rr: AtomicUsize::new(0),
+        });
+        let mut remotes = Vec::with_capacity(n);
+        let mut locals = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel();
+            let wake = Arc::new(sys::eventfd().map_err(ForwarderError::Worker)?);
+            let w2 = wake.clone();
+            pools.add_waker(Box::new(move || sys::eventfd_signal(w2.as_fd())));
+            remotes.push(WorkerRemote {
+                tx,
+                wake: wake.clone(),
+            });
+            locals.push((i, rx, wake));
+        }
+        let _ = shared.workers.set(remotes);
+        let mut threads = Vec::with_capacity(n);
+        for (i, rx, wake) in locals {
+            let w =
+                worker::Worker::new(i, shared.clone(), rx, wake).map_err(ForwarderError::Worker)?;
+            let t = std::thread::Builder::new()
+                .name(format!("fwd-worker-{i}"))
+                .spawn(move || w.run())
+                .map_err(ForwarderError::Worker)?;
+            threads.push(t);
+        }
+        Ok(Forwarder {
+            shared,
+            ports: Mutex::new(HashMap::new()),
+            next_worker: AtomicUsize::new(0),
+            threads: Mutex::new(threads),
+            reader: Mutex::new(Some(reader)),
+        })
     }
-    pub fn add_port(&self, _id: u64, _spec: &PortSpec) -> Result<(), ForwarderError> {
-        Err(ForwarderError::Port("not implemented".into()))
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
     }
-    pub fn remove_port(&self, _id: u64) -> Result<(), ForwarderError> {
-        Err(ForwarderError::Port("not implemented".into()))
+
+    /// Publish a port (the spec was validated by the caller).
+    pub fn add_port(&self, id: u64, spec: &PortSpec) -> Result<(), ForwarderError> {
+        let mut ports = self
+            .ports
+            .lock()
+            .map_err(|_| ForwarderError::Port("forwarder state poisoned".into()))?;
+        if ports.contains_key(&id) {
+            return Err(ForwarderError::Port(format!("conflict with ID {id}")));
+        }
+        let (fd, proto) = listen::bind_listener(spec, self.shared.cfg.argv0_is_rootlesskit)
+            .map_err(ForwarderError::Port)?;
+        let target = listen::child_target(spec, self.shared.cfg.host_gateway_ip)
+            .map_err(ForwarderError::Port)?;
+        let stats = Arc::new(Counters::default());
+        let Some(workers) = self.shared.workers.get() else {
+            return Err(ForwarderError::Port("forwarder not running".into()));
+        };
+        let w = self.next_worker.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+        let cmd = match proto {
+            listen::Proto::Tcp => Cmd::AddTcp {
+                id,
+                listener: fd,
+                target,
+                stats: stats.clone(),
+            },
+            listen::Proto::Udp => {
+                // Make sure the UDP pool of the target family gets filled.
+                let kind = crate::channel::SockKind::for_target(false, target.is_ipv6(), false);
+                if let Some(s) = self.shared.pools.take(kind) {
+                    drop(s);
+                }
+                Cmd::AddUdp {
+                    id,
+                    sock: fd,
+                    target,
+                    stats: stats.clone(),
+                }
+            }
+        };
+        if !workers[w].send(cmd) {
+            return Err(ForwarderError::Port("forwarder not running".into()));
+        }
+        ports.insert(id, PortEntry { stats });
+        Ok(())
     }
-    pub fn shutdown(self) {}
+
+    /// Unpublish a port: close its listener and reset every live connection / flow.
+    pub fn remove_port(&self, id: u64) -> Result<(), ForwarderError> {
+        let mut ports = self
+            .ports
+            .lock()
+            .map_err(|_| ForwarderError::Port("forwarder state poisoned".into()))?;
+        if ports.remove(&id).is_none() {
+            return Err(ForwarderError::Port(format!("unknown id: {id}")));
+        }
+        drop(ports);
+        let Some(workers) = self.shared.workers.get() else {
+            return Ok(());
+        };
+        let mut acks = Vec::new();
+        for w in workers {
+            let (tx, rx) = mpsc::sync_channel(1);
+            if w.send(Cmd::Remove { id, ack: tx }) {
+                acks.push(rx);
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for rx in acks {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let _ = rx.recv_timeout(left);
+        }
+        Ok(())
+    }
+
+    /// Counters of a port, `None` for an unknown id.
+    pub fn stats(&self, id: u64) -> Option<PortStats> {
+        let ports = self.ports.lock().ok()?;
+        ports.get(&id).map(|p| p.stats.snapshot())
+    }
+
+    /// Stop the workers and close everything (also tells the child to stop serving).
+    pub fn shutdown(self) {
+        // Drop does the work.
+    }
+
+    fn stop(&self) {
+        if let Some(workers) = self.shared.workers.get() {
+            for w in workers {
+                w.send(Cmd::Shutdown);
+            }
+        }
+        if let Ok(mut t) = self.threads.lock() {
+            for h in t.drain(..) {
+                let _ = h.join();
+            }
+        }
+        self.shared.pools.close();
+        if let Ok(mut r) = self.reader.lock() {
+            if let Some(h) = r.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

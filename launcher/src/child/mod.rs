@@ -88,17 +88,43 @@ fn setup(a: &ChildArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The builtin port driver's child side: serve socket requests on its own thread.
+/// The builtin port driver's child side: serve socket requests on its own thread (created
+/// inside the child's network namespace, or entering the detached one). With
+/// `--source-ip-transparent`, the fwmark rule and `local default dev lo` route that let
+/// transparent sockets receive their replies are installed first (netlink, no iptables).
 fn start_port_child(
     a: &ChildArgs,
     netns: Option<PathBuf>,
     source_ip_transparent: bool,
 ) -> Result<(), String> {
-    let _ = (netns, source_ip_transparent);
-    match &a.port_channel {
-        Some(_) => Err("builtin port driver: child side not built yet".into()),
-        None => Err("builtin port driver: missing channel".into()),
+    if source_ip_transparent {
+        let r = match &netns {
+            Some(path) => crate::sys::in_netns(path, || {
+                crate::network::netlink::setup_transparent_routing()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }),
+            None => crate::network::netlink::setup_transparent_routing()
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        };
+        if let Err(e) = r {
+            crate::warn!("source IP preservation disabled: {e}");
+        }
     }
+    let fd = a
+        .port_channel
+        .as_ref()
+        .ok_or("builtin port driver: missing channel")?
+        .try_clone()
+        .map_err(|e| format!("builtin port driver: dup channel: {e}"))?;
+    std::thread::Builder::new()
+        .name("port-child".into())
+        .spawn(move || {
+            if let Err(e) = forwarder::channel::serve_child(fd, netns) {
+                crate::error!("builtin port driver (child side): {e}");
+            }
+        })
+        .map_err(|e| format!("builtin port driver: spawn thread: {e}"))?;
+    Ok(())
 }
 
 /// `--detach-netns`: create a network namespace and bind-mount it on `$STATE/netns`, while the

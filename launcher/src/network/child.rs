@@ -28,10 +28,14 @@ pub(crate) fn configure(
         }
         _ => {}
     }
+    let dhcp_cfg;
+    let cfg = if cfg.driver == "lxc-user-nic" {
+        dhcp_cfg = super::lxc_user_nic::child_dhcp(cfg, detached)?;
+        &dhcp_cfg
+    } else {
+        cfg
+    };
     in_netns(detached, || configure_links(cfg))?;
-    if cfg.driver == "lxc-user-nic" {
-        super::lxc_user_nic::child_dhcp(cfg, detached)?;
-    }
     if cfg.driver == "none" {
         return Ok(());
     }

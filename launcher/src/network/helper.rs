@@ -74,10 +74,13 @@ impl Spawn<'_> {
         let fd3 = self.fd3.as_ref().map(|f| f.as_raw_fd());
         let ns_fds: Vec<i32> = self.setns.iter().map(|f| f.as_raw_fd()).collect();
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe syscalls (prctl, getppid, dup2, fcntl, setns, _exit); it does not
+        // async-signal-safe syscalls (sigprocmask, signal, prctl, getppid, dup2, fcntl, setns,
+        // close_range, _exit); it does not
         // allocate or take locks.
         unsafe {
             cmd.pre_exec(move || {
+                // The parent blocks every signal (signalfd); the helper must not inherit that.
+                crate::sys::reset_signals_after_fork()?;
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 // The parent may have died between fork and prctl.
                 if nix::unistd::getppid() != parent_pid {
@@ -97,6 +100,16 @@ impl Spawn<'_> {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                // Do not leak the launcher's other descriptors (handshake pipes, sockets)
+                // into the helper: mark everything above stdio/fd 3 close-on-exec
+                // (close_range(CLOSE_RANGE_CLOEXEC), Linux 5.11+; best effort).
+                let first: libc::c_uint = if fd3.is_some() { 4 } else { 3 };
+                libc::syscall(
+                    libc::SYS_close_range,
+                    first,
+                    libc::c_uint::MAX,
+                    4 as libc::c_uint,
+                );
                 Ok(())
             });
         }
@@ -166,6 +179,7 @@ pub(crate) fn describe_exit(st: &ExitStatus) -> String {
 }
 
 impl Helper {
+    #[allow(dead_code)]
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap_or(0)
     }

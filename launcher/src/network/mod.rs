@@ -260,10 +260,7 @@ pub fn validate(opts: &Options) -> Result<Vec<String>, NetError> {
     }
     if opts.ipv6 {
         warnings.push("ipv6 is experimental".to_string());
-        if !matches!(
-            opts.net,
-            NetDriver::Pasta | NetDriver::Slirp4netns | NetDriver::GvisorTapVsock
-        ) {
+        if !matches!(opts.net, NetDriver::Pasta | NetDriver::Slirp4netns) {
             warnings.push(format!("--ipv6 is discarded for --net={net}"));
         }
     }
@@ -316,12 +313,6 @@ pub fn validate(opts: &Options) -> Result<Vec<String>, NetError> {
             if cidr.is_some() {
                 return Err(NetError::Msg(
                     "custom cidr is not supported for --net=vpnkit".into(),
-                ));
-            }
-            if opts.mtu != 0 && opts.mtu != 1500 {
-                warnings.push(format!(
-                    "vpnkit is known to have issues with non-1500 MTU (current: {}), see https://github.com/rootless-containers/rootlesskit/issues/6#issuecomment-403531453",
-                    opts.mtu
                 ));
             }
         }
@@ -387,9 +378,17 @@ pub(crate) fn look_path(binary: &str) -> Result<PathBuf, NetError> {
     )))
 }
 
-/// Build the parent-side driver for the parsed options (after [`validate`]). Checks that the
-/// helper program exists and probes its features, so it fails before the child is started.
+/// Build the parent-side driver for the parsed options. Runs [`validate`] first for its errors
+/// (its warnings are the same as `cli::Options::warnings()`, which the binary prints), checks
+/// that the helper program exists and probes its features, so it fails before the child is
+/// started. Driver-specific warnings (vpnkit MTU) are printed here.
 pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    validate(opts)?;
+    new_driver_quiet(opts)
+}
+
+/// [`new_driver`] without validation and warnings.
+pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
     let cidr = match opts.cidr.as_deref() {
         Some(s) if !s.is_empty() => Cidr::parse(s)?,
         _ => Cidr::parse(DEFAULT_CIDR)?,

@@ -33,6 +33,7 @@ const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_NEWRULE: u16 = 32;
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
@@ -149,6 +150,13 @@ pub(crate) fn msg_link_mtu(index: i32, mtu: u32) -> Msg {
     let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK);
     m.push(&ifinfomsg(index, 0, 0));
     m.attr_u32(IFLA_MTU, mtu);
+    m
+}
+
+pub(crate) fn msg_link_mac(index: i32, mac: [u8; 6]) -> Msg {
+    let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK);
+    m.push(&ifinfomsg(index, 0, 0));
+    m.attr(IFLA_ADDRESS, &mac);
     m
 }
 
@@ -316,6 +324,16 @@ impl Netlink {
         self.request(
             &format!("setting mtu {mtu} on link {name}"),
             msg_link_mtu(i, mtu),
+        )
+        .map(|_| ())
+    }
+
+    /// `ip link set NAME address MAC`.
+    pub fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetError> {
+        let i = self.link_index(name)?;
+        self.request(
+            &format!("setting the MAC address of link {name}"),
+            msg_link_mac(i, mac),
         )
         .map(|_| ())
     }

@@ -285,13 +285,15 @@ impl NetworkDriver for Pasta {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        Some(match &self.config {
+        let mut i = match &self.config {
             Some(c) => info_from_config(c),
             None => NetworkDriverInfo {
                 driver: "pasta".into(),
                 ..Default::default()
             },
-        })
+        };
+        i.ipv6 = self.args.ipv6;
+        Some(i)
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {

@@ -30,6 +30,8 @@ pub fn start(
                 source_ip_transparent: opts.source_ip_transparent,
                 host_gateway_ip: host_gateway_ip(),
                 argv0_is_rootlesskit: argv0_is_rootlesskit(),
+                require_foreign_netns: true,
+                ..Default::default()
             };
             let fwd = forwarder::Forwarder::start(channel, cfg)
                 .map_err(|e| format!("failed to start the builtin port driver: {e}"))?;
@@ -86,19 +88,61 @@ fn argv0_is_rootlesskit() -> bool {
         .unwrap_or(false)
 }
 
+/// Serve the REST API on `$STATE/api.sock` from a dedicated thread running a current-thread
+/// tokio runtime. The socket is bound before returning, so it exists when the command starts.
 pub fn start_api(
     state_dir: &Path,
-    _child_pid: i32,
-    _net_info: Option<NetworkDriverInfo>,
-    _port_driver: Option<Arc<dyn PortDriver>>,
+    child_pid: i32,
+    net_info: Option<NetworkDriverInfo>,
+    port_driver: Option<Arc<dyn PortDriver>>,
     cleanups: &mut Cleanups,
 ) -> Result<(), String> {
     let path = state_dir.join("api.sock");
-    let l = std::os::unix::net::UnixListener::bind(&path)
+    let std_listener = std::os::unix::net::UnixListener::bind(&path)
         .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+    let state = Arc::new(crate::api::server::ApiState::new(
+        state_dir,
+        child_pid,
+        net_info,
+        port_driver,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    crate::error!("api server: tokio runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::UnixListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        crate::error!("api server: {e}");
+                        return;
+                    }
+                };
+                crate::api::server::run(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        })
+        .map_err(|e| format!("api server: spawn thread: {e}"))?;
     cleanups.push("api server", move || {
-        drop(l);
-        Ok(())
+        let _ = stop_tx.send(());
+        thread
+            .join()
+            .map_err(|_| "api server thread panicked".to_string())
     });
     Ok(())
 }

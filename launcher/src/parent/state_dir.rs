@@ -78,7 +78,6 @@ impl StateDir {
                         path: abs.clone(),
                         source,
                     })?;
-                clean_except_lock(&abs)?;
                 abs
             }
             None => make_temp_dir()?,
@@ -103,6 +102,11 @@ impl StateDir {
             })?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
             .map_err(|_| StateDirError::Locked(lock_path.clone()))?;
+        // Only the lock holder may remove stale files (a second instance must fail first and
+        // leave the running one's files alone).
+        if requested.is_some() {
+            clean_except_lock(&path)?;
+        }
         Ok(StateDir {
             path,
             _dir_lock: dir_lock,
@@ -212,6 +216,11 @@ mod tests {
         fs::write(base.join("child_pid"), "1").unwrap();
         fs::write(base.join("lock"), "").unwrap();
         let sd = StateDir::open(Some(&base)).unwrap();
+        sd.write_child_pid(99).unwrap();
+        // A second instance fails on the lock and leaves the first one's files alone.
+        assert!(StateDir::open(Some(&base)).is_err());
+        assert!(base.join("child_pid").exists());
+        std::fs::remove_file(base.join("child_pid")).unwrap();
         let mut names: Vec<_> = fs::read_dir(&base)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -72,6 +72,20 @@ impl PortBackend for BuiltinBackend {
         self.with_fwd(|f| f.remove_port(id))
     }
 
+    fn stats(&self, id: i64) -> Option<super::PortStats> {
+        let uid = u64::try_from(id).ok()?;
+        let guard = self.fwd.lock().unwrap_or_else(|p| p.into_inner());
+        let s = guard.as_ref()?.stats(uid)?;
+        Some(super::PortStats {
+            id,
+            active: s.active,
+            total: s.total,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            errors: s.errors,
+        })
+    }
+
     fn shutdown(&self) {
         let fwd = self.fwd.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(fwd) = fwd {

@@ -61,6 +61,31 @@ pub trait PortDriver: Send + Sync {
     fn list_ports(&self) -> Vec<PortStatus>;
     /// Remove every port and stop the data plane; called once at exit.
     fn shutdown(&self);
+    /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
+    fn stats(&self, id: i64) -> Result<PortStats, PortError> {
+        Err(PortError::Msg(format!(
+            "port driver {} does not provide statistics (id {id})",
+            self.info().driver
+        )))
+    }
+}
+
+/// Traffic counters of one port (rootlesskit-rs extension, not in RootlessKit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub id: i64,
+    /// Live TCP connections or UDP flows.
+    pub active: u64,
+    /// TCP connections accepted / UDP flows created since the port was added.
+    pub total: u64,
+    /// Bytes from host clients towards the namespace.
+    #[serde(rename = "bytesIn")]
+    pub bytes_in: u64,
+    /// Bytes from the namespace back to host clients.
+    #[serde(rename = "bytesOut")]
+    pub bytes_out: u64,
+    /// Resets, refused targets, accept errors, dropped datagrams.
+    pub errors: u64,
 }
 
 /// The data plane behind a [`Manager`].
@@ -78,6 +103,10 @@ pub trait PortBackend: Send + Sync {
     }
     /// Stop the data plane after every port was unpublished.
     fn shutdown(&self) {}
+    /// Counters of a published port; None when the backend keeps none.
+    fn stats(&self, _id: i64) -> Option<PortStats> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -161,6 +190,18 @@ impl<B: PortBackend> PortDriver for Manager<B> {
                 spec: spec.clone(),
             })
             .collect()
+    }
+
+    fn stats(&self, id: i64) -> Result<PortStats, PortError> {
+        if !self.lock().ports.contains_key(&id) {
+            return Err(PortError::Msg(format!("unknown id: {id}")));
+        }
+        self.backend.stats(id).ok_or_else(|| {
+            PortError::Msg(format!(
+                "port driver {} does not provide statistics",
+                self.backend.info().driver
+            ))
+        })
     }
 
     fn shutdown(&self) {

@@ -138,7 +138,7 @@ impl PortBackend for Slirp4netnsBackend {
         match ret.get("id").and_then(Value::as_f64) {
             // slirp4netns ids are small positive integers.
             #[allow(clippy::cast_possible_truncation)]
-            Some(id) if id.fract() == 0.0 && id >= 0.0 && id < 9.0e15 => Ok(Some(id as i64)),
+            Some(id) if id.fract() == 0.0 && (0.0..9.0e15).contains(&id) => Ok(Some(id as i64)),
             _ => Err(PortError::Msg(format!(
                 "unexpected reply: {}",
                 go_fmt_value(&Value::Object(ret))
@@ -229,5 +229,114 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("dial /nonexistent/.s4nn.sock: "));
+    }
+
+    /// Processes started for the test, killed (by pid) on drop.
+    struct Procs(Vec<std::process::Child>);
+
+    impl Drop for Procs {
+        fn drop(&mut self) {
+            for c in self.0.iter_mut().rev() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn as_rktest(cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        if nix::unistd::geteuid().is_root() {
+            if let Ok(Some(u)) = nix::unistd::User::from_name("rktest") {
+                cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+            }
+        }
+    }
+
+    /// The driver against a real `slirp4netns --api-socket` attached to a fresh
+    /// `unshare --user --map-root-user --net` namespace (as `rktest` when run as root).
+    #[test]
+    fn against_real_slirp4netns() {
+        use crate::port::PortDriver;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        if !std::path::Path::new("/usr/bin/slirp4netns").exists() {
+            eprintln!("skipping: slirp4netns not installed");
+            return;
+        }
+        let dir = std::path::PathBuf::from(format!("/tmp/rkrs-s4nn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let mut procs = Procs(Vec::new());
+        let mut ns = Command::new("unshare");
+        ns.args(["--user", "--map-root-user", "--net", "sleep", "60"])
+            .stdin(Stdio::null());
+        as_rktest(&mut ns);
+        procs.0.push(ns.spawn().unwrap());
+        let pid = procs.0[0].id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(Instant::now() < deadline, "unshare did not exec sleep");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sock = dir.join(".s4nn.sock");
+        let mut s4 = Command::new("slirp4netns");
+        s4.args(["--configure", "--mtu=65520", "--api-socket"])
+            .arg(&sock)
+            .arg(pid.to_string())
+            .arg("tap0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_rktest(&mut s4);
+        procs.0.push(s4.spawn().unwrap());
+        while !sock.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "slirp4netns did not create its API socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let d = new_driver(sock, "10.0.2.100".into());
+        let spec = |proto: &str, pip: &str, pp: i64| PortSpec {
+            proto: proto.into(),
+            parent_ip: pip.into(),
+            parent_port: pp,
+            child_port: 80,
+            child_ip: String::new(),
+        };
+        let a = d.add_port(spec("tcp", "127.0.0.1", 19601)).unwrap();
+        assert!(a.id >= 1);
+        // slirp4netns really listens on the host.
+        assert!(std::net::TcpStream::connect("127.0.0.1:19601").is_ok());
+        assert_eq!(
+            d.add_port(spec("tcp", "127.0.0.1", 19601))
+                .unwrap_err()
+                .to_string(),
+            format!("conflict with ID {}", a.id)
+        );
+        assert_eq!(
+            d.add_port(spec("tcp6", "", 19602)).unwrap_err().to_string(),
+            r#"unsupported protocol "tcp6""#
+        );
+        let b = d.add_port(spec("udp4", "", 19603)).unwrap();
+        assert!(b.id > a.id);
+        assert_eq!(d.list_ports().len(), 2);
+        // Unknown ids go to slirp4netns, whose error is passed through like RootlessKit does.
+        assert_eq!(
+            d.remove_port(99).unwrap_err().to_string(),
+            "reply.Error: map[desc:bad request: remove_hostfwd: bad arguments.id]"
+        );
+        d.remove_port(a.id).unwrap();
+        assert!(std::net::TcpStream::connect("127.0.0.1:19601").is_err());
+        let c = d.add_port(spec("tcp", "127.0.0.1", 19601)).unwrap();
+        assert_ne!(c.id, a.id);
+        d.shutdown();
+        assert!(d.list_ports().is_empty());
+        drop(procs);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

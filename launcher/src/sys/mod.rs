@@ -200,3 +200,19 @@ pub fn kill_user_namespace_processes() {
         }
     }
 }
+
+/// Run `f` inside the network namespace at `path` on a short-lived thread, so the calling
+/// thread's namespace never changes (setns(CLONE_NEWNET) is per thread).
+pub fn in_netns<T: Send + 'static, E: Send + 'static + From<io::Error>>(
+    path: &std::path::Path,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path)?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked").into()))
+}

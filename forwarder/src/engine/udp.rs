@@ -1,0 +1,358 @@
+//! UDP: one host socket per published port, a flow table keyed by client address.
+//!
+//! # Theory of operation
+//!
+//! The worker owning a port receives datagrams in batches (`recvmmsg`, 32 slots of 64 KiB, so
+//! datagrams up to 65507 bytes pass). Each client address maps to a flow with its own connected
+//! UDP socket created in the child namespace (from the channel's UDP pool). Flow states:
+//!
+//! - `SOCK_WAIT`: the pool was dry; up to [`QUEUE_MAX`] datagrams are queued and the flow is
+//!   retried when sockets arrive. Other flows keep running (a new flow never stalls the port).
+//! - `OPEN`: datagrams are `send()` on the flow socket; replies read from it are sent back to
+//!   the client with `sendto()` through the port socket. ECONNREFUSED on the flow socket (no
+//!   listener yet in the namespace) is ignored, as RootlessKit does.
+//! - `EXPIRED`: no traffic for `udp_idle_timeout` (90 s by default, coarse 1 s timer) → closed.
+//!
+//! At most `udp_max_flows` flows exist per port; datagrams of further clients are dropped and
+//! counted as errors.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::poller::{Interest, Ready};
+use super::slab::Key;
+use super::worker::{token, Worker, T_FLOW, T_UDP};
+use super::{sys, Counters};
+use crate::channel::SockKind;
+
+const SLOTS: usize = 32;
+const SLOT: usize = 65536;
+const QUEUE_MAX: usize = 8;
+const SOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct UdpPort {
+    pub id: u64,
+    fd: OwnedFd,
+    target: SocketAddr,
+    stats: Arc<Counters>,
+    flows: HashMap<SocketAddr, Key>,
+}
+
+pub(crate) struct UdpFlow {
+    port: Key,
+    client: SocketAddr,
+    fd: Option<OwnedFd>,
+    queue: Vec<Vec<u8>>,
+    last: Instant,
+    created: Instant,
+}
+
+pub(crate) struct UdpState {
+    bufs: Vec<u8>,
+    pending: Vec<Key>,
+    last_sweep: Instant,
+}
+
+impl UdpState {
+    pub(crate) fn new() -> UdpState {
+        UdpState {
+            bufs: Vec::new(),
+            pending: Vec::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+    pub(crate) fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// `recvmmsg` into `bufs` (SLOTS × SLOT): returns (len, source) per datagram.
+fn recv_batch(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [u8],
+    out: &mut Vec<(usize, SocketAddr)>,
+) -> io::Result<()> {
+    out.clear();
+    let slots = (bufs.len() / SLOT).min(SLOTS);
+    // SAFETY: these are plain-old-data C structs; all-zero is a valid value for each.
+    let mut addrs: [libc::sockaddr_storage; SLOTS] = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; SLOTS] = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut iovs: [libc::iovec; SLOTS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SLOTS];
+    for i in 0..slots {
+        iovs[i].iov_base = bufs[i * SLOT..].as_mut_ptr().cast();
+        iovs[i].iov_len = SLOT;
+        hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at a live iovec (into `bufs`, SLOT bytes each, in bounds) and
+    // a live sockaddr_storage of the advertised length; `slots` ≤ array lengths.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            slots as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for i in 0..n as usize {
+        if hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            continue;
+        }
+        if let Some(a) = sys::from_sockaddr(&addrs[i]) {
+            out.push((hdrs[i].msg_len as usize, a));
+        }
+    }
+    Ok(())
+}
+
+impl Worker {
+    pub(crate) fn udp_add(
+        &mut self,
+        id: u64,
+        fd: OwnedFd,
+        target: SocketAddr,
+        stats: Arc<Counters>,
+    ) {
+        let k = self.udps.insert(UdpPort {
+            id,
+            fd,
+            target,
+            stats,
+            flows: HashMap::new(),
+        });
+        let ok = match self.udps.get_mut(k) {
+            Some(p) => self
+                .poller
+                .add(p.fd.as_fd(), token(T_UDP, k), Interest::READ)
+                .is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.udps.remove(k);
+        }
+    }
+
+    pub(crate) fn udp_remove(&mut self, id: u64) {
+        for k in self.udps.keys() {
+            if self.udps.get_mut(k).map(|p| p.id) != Some(id) {
+                continue;
+            }
+            let Some(p) = self.udps.remove(k) else {
+                continue;
+            };
+            self.poller.delete(p.fd.as_fd(), token(T_UDP, k));
+            for (_, fk) in p.flows {
+                if let Some(f) = self.flows.remove(fk) {
+                    if let Some(fd) = f.fd.as_ref() {
+                        self.poller.delete(fd.as_fd(), token(T_FLOW, fk));
+                    }
+                    p.stats.active.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn udp_close_flow(&mut self, fk: Key) {
+        let Some(f) = self.flows.remove(fk) else {
+            return;
+        };
+        if let Some(fd) = f.fd.as_ref() {
+            self.poller.delete(fd.as_fd(), token(T_FLOW, fk));
+        }
+        if let Some(p) = self.udps.get_mut(f.port) {
+            if p.flows.get(&f.client) == Some(&fk) {
+                p.flows.remove(&f.client);
+            }
+            p.stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn udp_on_port(&mut self, pk: Key) {
+        if self.udp.bufs.is_empty() {
+            self.udp.bufs = vec![0u8; SLOTS * SLOT];
+        }
+        let mut bufs = std::mem::take(&mut self.udp.bufs);
+        let mut got = Vec::with_capacity(SLOTS);
+        for _ in 0..4 {
+            let r = match self.udps.get_mut(pk) {
+                Some(p) => recv_batch(p.fd.as_fd(), &mut bufs, &mut got),
+                None => break,
+            };
+            if r.is_err() {
+                break;
+            }
+            let n = got.len();
+            let now = Instant::now();
+            for (i, &(len, from)) in got.iter().enumerate() {
+                self.udp_datagram(pk, from, &bufs[i * SLOT..i * SLOT + len], now);
+            }
+            if n < SLOTS {
+                break;
+            }
+        }
+        self.udp.bufs = bufs;
+    }
+
+    fn udp_datagram(&mut self, pk: Key, from: SocketAddr, data: &[u8], now: Instant) {
+        let max = self.shared.cfg.udp_max_flows;
+        let Some(p) = self.udps.get_mut(pk) else {
+            return;
+        };
+        let stats = p.stats.clone();
+        if let Some(&fk) = p.flows.get(&from) {
+            let Some(f) = self.flows.get_mut(fk) else {
+                return;
+            };
+            f.last = now;
+            match f.fd.as_ref() {
+                Some(fd) => match sys::send(fd.as_fd(), data) {
+                    Ok(n) => {
+                        stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if sys::errno(&e) == libc::ECONNREFUSED => {
+                        // Nobody listens yet; RootlessKit ignores this until the timeout.
+                    }
+                    Err(_) => stats.err(),
+                },
+                None if f.queue.len() < QUEUE_MAX => f.queue.push(data.to_vec()),
+                None => stats.err(),
+            }
+            return;
+        }
+        if p.flows.len() >= max {
+            stats.err();
+            return;
+        }
+        let fk = self.flows.insert(UdpFlow {
+            port: pk,
+            client: from,
+            fd: None,
+            queue: vec![data.to_vec()],
+            last: now,
+            created: now,
+        });
+        p.flows.insert(from, fk);
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        self.udp_try_open(fk);
+    }
+
+    fn udp_try_open(&mut self, fk: Key) {
+        let Some(f) = self.flows.get_mut(fk) else {
+            return;
+        };
+        let Some(p) = self.udps.get_mut(f.port) else {
+            return;
+        };
+        let target = p.target;
+        let stats = p.stats.clone();
+        let kind = SockKind::for_target(false, target.is_ipv6(), false);
+        let pools = self.shared.pools.clone();
+        let Some(s) = pools.take(kind) else {
+            if !pools.is_closed() && pools.enabled(kind) {
+                self.udp.pending.push(fk);
+            } else {
+                stats.err();
+                self.udp_close_flow(fk);
+            }
+            return;
+        };
+        if sys::connect(s.as_fd(), &target).is_err() {
+            stats.err();
+            self.udp_close_flow(fk);
+            return;
+        }
+        if self
+            .poller
+            .add(s.as_fd(), token(T_FLOW, fk), Interest::READ)
+            .is_err()
+        {
+            stats.err();
+            self.udp_close_flow(fk);
+            return;
+        }
+        let queue = std::mem::take(&mut f.queue);
+        for d in &queue {
+            match sys::send(s.as_fd(), d) {
+                Ok(n) => {
+                    stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if sys::errno(&e) == libc::ECONNREFUSED => {}
+                Err(_) => stats.err(),
+            }
+        }
+        f.fd = Some(s);
+    }
+
+    pub(crate) fn udp_retry_pending(&mut self) {
+        let pending = std::mem::take(&mut self.udp.pending);
+        for fk in pending {
+            self.udp_try_open(fk);
+        }
+    }
+
+    pub(crate) fn udp_on_flow(&mut self, fk: Key, _r: Ready) {
+        let buf = &mut self.scratch;
+        let Some(f) = self.flows.get_mut(fk) else {
+            return;
+        };
+        let Some(fd) = f.fd.as_ref() else { return };
+        let Some(p) = self.udps.get_mut(f.port) else {
+            return;
+        };
+        for _ in 0..64 {
+            match sys::read(fd.as_fd(), buf) {
+                Ok(n) => {
+                    f.last = Instant::now();
+                    match sys::sendto(p.fd.as_fd(), &buf[..n], &f.client) {
+                        Ok(m) => {
+                            p.stats.bytes_out.fetch_add(m as u64, Ordering::Relaxed);
+                        }
+                        Err(_) => p.stats.err(),
+                    }
+                }
+                Err(e) if sys::errno(&e) == libc::ECONNREFUSED => continue,
+                Err(e) if sys::errno(&e) == libc::EINTR => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    pub(crate) fn udp_tick(&mut self, now: Instant) {
+        if now.duration_since(self.udp.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.udp.last_sweep = now;
+        let idle = self.shared.cfg.udp_idle_timeout;
+        let mut dead = Vec::new();
+        for fk in self.flows.keys() {
+            if let Some(f) = self.flows.get_mut(fk) {
+                let expired = now.duration_since(f.last) > idle
+                    || (f.fd.is_none() && now.duration_since(f.created) > SOCK_WAIT_TIMEOUT);
+                if expired {
+                    dead.push(fk);
+                }
+            }
+        }
+        for fk in dead {
+            self.udp.pending.retain(|k| *k != fk);
+            self.udp_close_flow(fk);
+        }
+    }
+}

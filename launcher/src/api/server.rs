@@ -1,0 +1,628 @@
+//! The REST API server (`$STATE/api.sock`), byte-compatible with RootlessKit's Go server.
+//!
+//! What "byte-compatible" means here (spec §3.1-3.3, checked against 1.1.0):
+//! - headers are written title-case in the order Go's `net/http` writes them: the handler's own
+//!   headers first (sorted), then `Date`, `Content-Length`, then a sniffed `Content-Type`. Error
+//!   replies set the status before the Content-Type, so the wire shows
+//!   `Date, Content-Length, Content-Type: text/plain; charset=utf-8` with a JSON body;
+//! - bodies over 2048 bytes are sent chunked (Go's `bufferBeforeChunkingSize`) without
+//!   `Content-Length` (hyper writes chunk sizes in upper-case hex where Go uses lower case);
+//! - gorilla/mux routing: unclean paths (`//v1/info`) -> 301 to the cleaned path, unknown paths
+//!   -> `404 page not found\n` with `X-Content-Type-Options: nosniff`, a known path with the wrong
+//!   method -> 405 with an empty body (`HEAD` without `Content-Length`), query strings ignored,
+//!   paths matched percent-decoded;
+//! - HTTP/1.1 without `Host` -> `400 Bad Request: missing required Host header` (Go sends
+//!   the body close-delimited; hyper adds `Content-Length`, the only header difference).
+//!
+//! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
+//! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
+//! large`), open connections at [`MAX_CONNECTIONS`] (the rest wait in the listen backlog).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use super::gojson;
+use super::types::{ErrorJson, Info};
+use crate::network::NetworkDriverInfo;
+use crate::port::PortDriver;
+
+/// Go's `bufferBeforeChunkingSize`: larger bodies are sent chunked.
+const CHUNKING_THRESHOLD: usize = 2048;
+/// Maximum request body (Go has none; we answer 400 like `http.MaxBytesReader`).
+pub const MAX_BODY: usize = 1 << 20;
+/// hyper's read buffer, i.e. the maximum request head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Connections served at once (each may buffer up to [`MAX_BODY`]); Go has no limit.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long `run` waits for open connections after the shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the API serves.
+pub struct ApiState {
+    /// Implementation version (`version`).
+    pub version: String,
+    /// REST API version (`apiVersion`).
+    pub api_version: String,
+    pub state_dir: String,
+    pub child_pid: i32,
+    pub network_driver: Option<NetworkDriverInfo>,
+    pub port_driver: Option<Arc<dyn PortDriver>>,
+    /// Serialises port writes; the drivers serialise too, this keeps blocking threads bounded.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl ApiState {
+    /// `state_dir` is the absolute state directory as shown by `info`; `child_pid` the host PID
+    /// of the rootlesskit child; `network_driver` None for `--net=host`; `port_driver` None for
+    /// `none` and `implicit`.
+    pub fn new(
+        state_dir: impl Into<PathBuf>,
+        child_pid: i32,
+        network_driver: Option<NetworkDriverInfo>,
+        port_driver: Option<Arc<dyn PortDriver>>,
+    ) -> Self {
+        ApiState {
+            version: crate::VERSION.to_string(),
+            api_version: crate::API_VERSION.to_string(),
+            state_dir: state_dir.into().to_string_lossy().into_owned(),
+            child_pid,
+            network_driver,
+            port_driver,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn info(&self) -> Info {
+        Info {
+            api_version: self.api_version.clone(),
+            version: self.version.clone(),
+            state_dir: self.state_dir.clone(),
+            child_pid: i64::from(self.child_pid),
+            network_driver: self.network_driver.clone(),
+            port_driver: self.port_driver.as_ref().map(|d| d.info()),
+        }
+    }
+}
+
+/// Serve the API on `listener` until `shutdown` completes; then stop accepting, let open
+/// connections finish their current request (up to 5 s) and return.
+pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            // At most MAX_CONNECTIONS served at once; more wait in the listen backlog.
+            permit = limit.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning or dying (unlike
+                        // RootlessKit's builtin listener, issue #536, the API keeps serving).
+                        crate::debug!("api: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                let mut stop_rx = stop_rx.clone();
+                conns.spawn(async move {
+                    let _permit = permit;
+                    let svc = hyper::service::service_fn(move |req| handle(req, state.clone()));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .title_case_headers(true)
+                        // Date is inserted by hand, in Go's position.
+                        .auto_date_header(false)
+                        .max_buf_size(MAX_HEAD)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop_rx.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+/// A running API server on its own thread (see [`spawn`]).
+pub struct ApiServerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiServerHandle {
+    /// Stop accepting, drain open connections (up to 5 s) and join the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ApiServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Serve the API from a dedicated thread with its own current-thread tokio runtime, for a
+/// parent that has no runtime of its own. `listener` is the bound `$STATE/api.sock`.
+pub fn spawn(
+    listener: std::os::unix::net::UnixListener,
+    state: Arc<ApiState>,
+) -> std::io::Result<ApiServerHandle> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match UnixListener::from_std(listener) {
+                    Ok(l) => {
+                        run(l, state, async {
+                            let _ = rx.await;
+                        })
+                        .await
+                    }
+                    Err(e) => crate::error!("api: {e}"),
+                }
+            });
+        })?;
+    Ok(ApiServerHandle {
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// Response body: either sized (`Content-Length`) or one chunk of unknown size (chunked).
+pub struct Body {
+    data: Option<Bytes>,
+    sized: bool,
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sized && self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sized {
+            SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+fn date() -> String {
+    httpdate::fmt_http_date(SystemTime::now())
+}
+
+/// Builds a response with headers in exactly the given order (hyper keeps map order).
+struct Reply {
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Bytes>,
+    chunked: bool,
+}
+
+impl Reply {
+    fn new(status: StatusCode) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: None,
+            chunked: false,
+        }
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    /// Go's tail: `Date`, then `Content-Length` (or `Transfer-Encoding: chunked` for big
+    /// bodies), then the sniffed `Content-Type` if the handler set none.
+    fn go_tail(mut self, body: Option<Bytes>, sniffed_type: Option<&str>, http10: bool) -> Self {
+        self = self.header("date", date());
+        let len = body.as_ref().map_or(0, |b| b.len());
+        let big = len > CHUNKING_THRESHOLD;
+        if !big {
+            self = self.header("content-length", len.to_string());
+        }
+        if let Some(ct) = sniffed_type {
+            self = self.header("content-type", ct);
+        }
+        if big && http10 {
+            // HTTP/1.0 cannot chunk: the body is delimited by closing the connection.
+            self.chunked = true;
+        } else if big {
+            self = self.header("transfer-encoding", "chunked");
+            self.chunked = true;
+        }
+        self.body = body;
+        self
+    }
+    fn build(self, version: Version) -> Response<Body> {
+        let mut resp = Response::new(Body {
+            data: self.body.filter(|b| !b.is_empty()),
+            sized: !self.chunked,
+        });
+        *resp.status_mut() = self.status;
+        *resp.version_mut() = version;
+        let h = resp.headers_mut();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.append(HeaderName::from_static(name), v);
+            }
+        }
+        resp
+    }
+}
+
+/// A handler error: status first, then a JSON body that Go sniffs as text/plain.
+fn error_reply(status: StatusCode, message: &str, http10: bool) -> Reply {
+    let mut body = gojson::marshal(&ErrorJson {
+        message: message.to_string(),
+    });
+    body.push('\n');
+    Reply::new(status).go_tail(
+        Some(Bytes::from(body)),
+        Some("text/plain; charset=utf-8"),
+        http10,
+    )
+}
+
+fn json_reply(status: StatusCode, json: String, http10: bool) -> Reply {
+    Reply::new(status)
+        .header("content-type", "application/json")
+        .go_tail(Some(Bytes::from(json)), None, http10)
+}
+
+/// gorilla/mux's `cleanPath`: `path.Clean` keeping a trailing slash.
+fn clean_path(p: &str) -> String {
+    if p.is_empty() {
+        return "/".into();
+    }
+    let rooted = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for seg in rooted.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut np = format!("/{}", out.join("/"));
+    if rooted.ends_with('/') && np != "/" {
+        np.push('/');
+    }
+    np
+}
+
+/// Go's `url.PathEscape`-like escaping of a path for `URL.String()` (mode `encodePath`):
+/// unreserved characters and `$&+,/:;=@` stay, everything else becomes `%XX`.
+fn go_escape_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-decode a request path like Go's `url.PathUnescape`; None on a bad escape.
+fn unescape_path(p: &str) -> Option<String> {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let s = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(s, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+enum Route {
+    Info,
+    Ports,
+    Port(String),
+    /// rootlesskit-rs extension: `GET /v1/ports/{id}/stats`.
+    PortStats(String),
+}
+
+fn route(path: &str) -> Option<Route> {
+    match path {
+        "/v1/info" => Some(Route::Info),
+        "/v1/ports" => Some(Route::Ports),
+        p => {
+            let rest = p.strip_prefix("/v1/ports/")?;
+            if let Some(id) = rest.strip_suffix("/stats") {
+                if !id.is_empty() && !id.contains('/') {
+                    return Some(Route::PortStats(id.to_string()));
+                }
+            }
+            if rest.is_empty() || rest.contains('/') {
+                None
+            } else {
+                Some(Route::Port(rest.to_string()))
+            }
+        }
+    }
+}
+
+/// Collect at most [`MAX_BODY`] bytes; None when the body is larger.
+async fn read_body(body: Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(Some(c.to_bytes())),
+        Err(e) => match e.downcast::<hyper::Error>() {
+            Ok(e) => Err(*e),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
+async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Body>, Infallible> {
+    let version = req.version();
+    let http10 = version == Version::HTTP_10;
+    if version == Version::HTTP_11 && !req.headers().contains_key(hyper::header::HOST) {
+        let mut resp = Reply::new(StatusCode::BAD_REQUEST)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close");
+        let body: &'static [u8] = b"400 Bad Request: missing required Host header";
+        resp = resp.header("content-length", body.len().to_string());
+        resp.body = Some(Bytes::from_static(body));
+        let mut resp = resp.build(version);
+        resp.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                b"Bad Request: missing required Host header",
+            ));
+        return Ok(resp);
+    }
+    if req.headers().get_all(hyper::header::HOST).iter().count() > 1 {
+        // Go rejects repeated Host headers before routing.
+        let body: &'static [u8] = b"400 Bad Request";
+        let mut r = Reply::new(StatusCode::BAD_REQUEST)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close")
+            .header("content-length", body.len().to_string());
+        r.body = Some(Bytes::from_static(body));
+        return Ok(r.build(version));
+    }
+    let raw_path = req.uri().path().to_string();
+    let Some(path) = unescape_path(&raw_path) else {
+        let mut r = Reply::new(StatusCode::BAD_REQUEST)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close");
+        let body: &'static [u8] = b"400 Bad Request";
+        r = r.header("content-length", body.len().to_string());
+        r.body = Some(Bytes::from_static(body));
+        return Ok(r.build(version));
+    };
+    let cleaned = clean_path(&path);
+    if cleaned != path {
+        let cleaned = go_escape_path(&cleaned);
+        let location = match req.uri().query() {
+            Some(q) => format!("{cleaned}?{q}"),
+            None => cleaned,
+        };
+        let r = Reply::new(StatusCode::MOVED_PERMANENTLY)
+            .header("location", location)
+            .go_tail(None, None, http10);
+        return Ok(r.build(version));
+    }
+    let Some(route) = route(&path) else {
+        let r = Reply::new(StatusCode::NOT_FOUND)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("x-content-type-options", "nosniff")
+            .go_tail(
+                Some(Bytes::from_static(b"404 page not found\n")),
+                None,
+                http10,
+            );
+        return Ok(r.build(version));
+    };
+    let method = req.method().clone();
+    let reply = match (route, &method) {
+        (Route::Info, &Method::GET) => {
+            json_reply(StatusCode::OK, gojson::marshal(&st.info()), http10)
+        }
+        (Route::Ports, &Method::GET) => match &st.port_driver {
+            None => error_reply(
+                StatusCode::BAD_REQUEST,
+                "no PortDriver is available",
+                http10,
+            ),
+            Some(d) => {
+                let ports = d.list_ports();
+                // Go marshals a nil slice as `null`.
+                let json = if ports.is_empty() {
+                    "null".to_string()
+                } else {
+                    gojson::marshal(&ports)
+                };
+                json_reply(StatusCode::OK, json, http10)
+            }
+        },
+        (Route::Ports, &Method::POST) => match &st.port_driver {
+            None => error_reply(
+                StatusCode::BAD_REQUEST,
+                "no PortDriver is available",
+                http10,
+            ),
+            Some(d) => match read_body(req.into_body()).await {
+                Err(_) => error_reply(StatusCode::BAD_REQUEST, "unexpected EOF", http10),
+                Ok(None) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "http: request body too large",
+                    http10,
+                ),
+                Ok(Some(body)) => match gojson::decode_port_spec(&body) {
+                    Err(e) => error_reply(StatusCode::BAD_REQUEST, &e, http10),
+                    Ok(spec) => {
+                        let _w = st.writes.lock().await;
+                        let d = d.clone();
+                        match tokio::task::spawn_blocking(move || d.add_port(spec)).await {
+                            Ok(Ok(status)) => {
+                                json_reply(StatusCode::CREATED, gojson::marshal(&status), http10)
+                            }
+                            Ok(Err(e)) => {
+                                error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10)
+                            }
+                            Err(e) => error_reply(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                &format!("add port: {e}"),
+                                http10,
+                            ),
+                        }
+                    }
+                },
+            },
+        },
+        (Route::Port(id), &Method::DELETE) => match &st.port_driver {
+            None => error_reply(
+                StatusCode::BAD_REQUEST,
+                "no PortDriver is available",
+                http10,
+            ),
+            Some(d) => match forwarder::spec::go_atoi(&id) {
+                Err(e) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad id {id}: {e}"),
+                    http10,
+                ),
+                Ok(id) => {
+                    let _w = st.writes.lock().await;
+                    let d = d.clone();
+                    match tokio::task::spawn_blocking(move || d.remove_port(id)).await {
+                        Ok(Ok(())) => Reply::new(StatusCode::OK).go_tail(None, None, http10),
+                        Ok(Err(e)) => error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10),
+                        Err(e) => error_reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &format!("remove port: {e}"),
+                            http10,
+                        ),
+                    }
+                }
+            },
+        },
+        (Route::PortStats(id), &Method::GET) => match &st.port_driver {
+            None => error_reply(
+                StatusCode::BAD_REQUEST,
+                "no PortDriver is available",
+                http10,
+            ),
+            Some(d) => match forwarder::spec::go_atoi(&id) {
+                Err(e) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad id {id}: {e}"),
+                    http10,
+                ),
+                Ok(id) => match d.stats(id) {
+                    Ok(s) => json_reply(StatusCode::OK, gojson::marshal(&s), http10),
+                    Err(e) => error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10),
+                },
+            },
+        },
+        // gorilla/mux: the path exists but not for this method -> 405, empty body. Go sends
+        // no Content-Length for HEAD.
+        (_, m) if m == Method::HEAD => {
+            Reply::new(StatusCode::METHOD_NOT_ALLOWED).header("date", date())
+        }
+        _ => Reply::new(StatusCode::METHOD_NOT_ALLOWED).go_tail(None, None, http10),
+    };
+    Ok(reply.build(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mux_clean_path() {
+        assert_eq!(clean_path("//v1/info"), "/v1/info");
+        assert_eq!(clean_path("/v1/./info"), "/v1/info");
+        assert_eq!(clean_path("/v1/x/../info"), "/v1/info");
+        assert_eq!(clean_path("/v1/info/"), "/v1/info/");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path("/.."), "/");
+        assert_eq!(unescape_path("/v1/%69nfo").as_deref(), Some("/v1/info"));
+        assert_eq!(unescape_path("/v1/%zz"), None);
+        assert_eq!(go_escape_path("/*"), "/%2A");
+        assert_eq!(go_escape_path("/v1/a b?é"), "/v1/a%20b%3F%C3%A9");
+        assert!(matches!(route("/v1/ports/7"), Some(Route::Port(id)) if id == "7"));
+        assert!(route("/v1/ports/").is_none());
+        assert!(matches!(route("/v1/ports/3/stats"), Some(Route::PortStats(id)) if id == "3"));
+        assert!(route("/v1/ports//stats").is_none());
+        assert!(route("/v1/info/").is_none());
+        assert!(route("/v2/info").is_none());
+    }
+}
