@@ -21,15 +21,20 @@ pub const USER: &str = "rktest";
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(d) = std::env::var_os("RK_BIN_DIR") {
+        if let Some(d) = std::env::var_os("RK_BIN_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(d);
+        }
+        if let Some(b) = std::env::var_os("RK_BIN").filter(|d| !d.is_empty()) {
+            if let Some(parent) = Path::new(&b).parent() {
+                return parent.to_path_buf();
+            }
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
         let dir = target.join("debug");
-        if !dir.join("rootlesskit").exists() || !dir.join("rootlessctl").exists() {
+        if is_root() && (!dir.join("rootlesskit").exists() || !dir.join("rootlessctl").exists()) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
                 .args(["build", "-p", "rootlesskit-launcher", "--bins"])
@@ -42,8 +47,12 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// `RK_BIN` overrides `rootlesskit` exactly (as in the shared harness).
 pub fn bin(name: &str) -> PathBuf {
-    bin_dir().join(name)
+    match std::env::var_os("RK_BIN").filter(|b| !b.is_empty()) {
+        Some(b) if name == "rootlesskit" => PathBuf::from(b),
+        _ => bin_dir().join(name),
+    }
 }
 
 /// uid/gid of `rktest`, or of the current user when it is not root.
@@ -156,6 +165,10 @@ pub struct KitOpts<'a> {
     /// Wait for api.sock (false: return right after spawning).
     pub wait_ready: bool,
     pub state: Option<&'a Path>,
+    /// Extra environment for rootlesskit.
+    pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft = hard) for rootlesskit and everything it starts.
+    pub nofile: Option<u64>,
 }
 
 impl Kit {
@@ -166,6 +179,8 @@ impl Kit {
             command: command.iter().map(|s| s.to_string()).collect(),
             wait_ready: true,
             state: None,
+            env: Vec::new(),
+            nofile: None,
         })
     }
 
@@ -185,6 +200,24 @@ impl Kit {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        for (k, v) in &o.env {
+            c.env(k, v);
+        }
+        if let Some(n) = o.nofile {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                c.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = c.spawn().expect("spawn rootlesskit");
         let mut kit = Kit {
             child,
