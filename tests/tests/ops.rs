@@ -1,0 +1,322 @@
+//! Operator experience: `rootlessctl stats` (rootlesskit-rs extension), systemd socket
+//! activation (reference §1.6, like upstream's `hack/integration-systemd-socket.sh`) and
+//! `--debug` start-up logs (§1.4 log line format).
+//!
+//! Tests that check something RootlessKit 1.1.0 does not do say so ("1.1.0: fails").
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rootlesskit_tests::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `rootlessctl --socket <state>/api.sock ARGS...` as the test user.
+fn rootlessctl(state: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(rk_bin("rootlessctl"));
+    c.arg(format!("--socket={}", state.join("api.sock").display()))
+        .args(args);
+    run_as(&mut c, &run_user());
+    run_with_timeout(&mut c, TIMEOUT)
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// rootlessctl stats
+
+/// A server inside the namespace (python3) accepts 3 connections, reads exactly 1000 bytes
+/// from each and answers 5000; `rootlessctl stats` then reports 3000 bytes in, 15000 out,
+/// 3 connections, none active, as JSON, as a table, and with rates in watch mode.
+/// 1.1.0: fails (no `stats` command).
+#[test]
+fn stats_reports_forwarded_bytes_and_connections() {
+    require_tool("python3", "python3");
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let dir = TempDir::new();
+    let server = format!(
+        "import socket, os, time\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', 8080))\n\
+         s.listen(8)\n\
+         open('{ready}', 'w').close()\n\
+         for _ in range(3):\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   n = 0\n\
+         \x20   while n < 1000:\n\
+         \x20       d = c.recv(65536)\n\
+         \x20       if not d: break\n\
+         \x20       n += len(d)\n\
+         \x20   c.sendall(b'x' * 5000)\n\
+         \x20   c.close()\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n",
+        ready = dir.join("ready").display(),
+        go = dir.join("go").display()
+    );
+    let mut kit = Kit::new()
+        .args([
+            "--net=slirp4netns",
+            "--port-driver=builtin",
+            "-p",
+            &format!("127.0.0.1:{port}:8080/tcp"),
+        ])
+        .cmd(["python3", "-c", &server])
+        .spawn_in(dir);
+    kit.wait_ready().wait_for_file("ready");
+    let state = kit.state_dir();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect to the port");
+        c.write_all(&[b'a'; 1000]).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), 5000);
+    }
+    // The workers update the counters when they see the close; allow them a moment.
+    let mut last = String::new();
+    let done = wait_until(Duration::from_secs(10), || {
+        let o = rootlessctl(&state, &["stats", "--json"]);
+        assert_eq!(o.code, Some(0), "{}", o.dump());
+        last = o.stdout;
+        let v = json_lines(&last);
+        v.len() == 1 && v[0]["active"] == 0 && v[0]["bytesOut"] == 15000
+    });
+    assert!(done, "counters never settled: {last}");
+    let v = json_lines(&last);
+    assert_eq!(
+        v[0],
+        serde_json::json!({"id":1,"active":0,"total":3,"bytesIn":3000,"bytesOut":15000,"errors":0})
+    );
+    // Exactly the API object, field order included.
+    assert_eq!(
+        last,
+        "{\"id\":1,\"active\":0,\"total\":3,\"bytesIn\":3000,\"bytesOut\":15000,\"errors\":0}\n"
+    );
+    // Explicit IDs give the same; an unknown one is an error naming it.
+    let o = rootlessctl(&state, &["stats", "--json", "1"]);
+    assert_eq!(o.stdout, last, "{}", o.dump());
+    let o = rootlessctl(&state, &["stats", "7"]);
+    assert_eq!(o.code, Some(1), "{}", o.dump());
+    assert_eq!(o.stderr, "error: unknown id: 7\n");
+
+    // The table: header and one row, columns separated by runs of spaces.
+    let o = rootlessctl(&state, &["stats"]);
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+    let rows: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let parent = format!("127.0.0.1:{port}");
+    assert_eq!(
+        rows,
+        vec![
+            vec!["ID", "PROTO", "PARENT", "CHILD", "ACTIVE", "TOTAL", "IN", "OUT", "ERRORS"],
+            vec!["1", "tcp", &parent, ":8080", "0", "3", "2.9 KiB", "14.6 KiB", "0"],
+        ],
+        "{}",
+        o.stdout
+    );
+
+    // Watch mode, JSON: one batch per interval; from the second on, rates per second.
+    let wdir = TempDir::new();
+    let mut c = Command::new(rk_bin("rootlessctl"));
+    c.arg(format!("--socket={}", state.join("api.sock").display()))
+        .args(["stats", "--json", "--watch=100ms"])
+        .stdout(std::fs::File::create(wdir.join("out")).unwrap())
+        .stderr(Stdio::null());
+    run_as(&mut c, &run_user());
+    let mut w = c.spawn().unwrap();
+    let got = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(wdir.join("out")).is_ok_and(|s| s.lines().count() >= 3)
+    });
+    let _ = w.kill();
+    let _ = w.wait();
+    let out = std::fs::read_to_string(wdir.join("out")).unwrap();
+    assert!(got, "watch printed too little: {out:?}");
+    let v = json_lines(&out);
+    assert!(v[0].get("bytesInPerSec").is_none(), "{out}");
+    assert_eq!(v[1]["bytesInPerSec"], 0.0, "{out}");
+    assert_eq!(v[1]["bytesOut"], 15000, "{out}");
+
+    // Watch mode, table: clears the screen and redraws with the rate columns.
+    let mut c = Command::new(rk_bin("rootlessctl"));
+    c.arg(format!("--socket={}", state.join("api.sock").display()))
+        .args(["stats", "--watch=100ms"])
+        .stdout(std::fs::File::create(wdir.join("table")).unwrap())
+        .stderr(Stdio::null());
+    run_as(&mut c, &run_user());
+    let mut w = c.spawn().unwrap();
+    let got = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(wdir.join("table")).is_ok_and(|s| s.matches("\x1b[2J").count() >= 2)
+    });
+    let _ = w.kill();
+    let _ = w.wait();
+    let out = std::fs::read_to_string(wdir.join("table")).unwrap();
+    assert!(got, "watch did not redraw: {out:?}");
+    assert!(out.contains("NEW/s"), "{out}");
+    assert!(out.contains("IN/s"), "{out}");
+
+    // list-ports is untouched by the extension.
+    let o = rootlessctl(&state, &["list-ports", "--json"]);
+    assert_eq!(
+        o.stdout,
+        format!(
+            "{{\"id\":1,\"spec\":{{\"proto\":\"tcp\",\"parentIP\":\"127.0.0.1\",\"parentPort\":{port},\"childPort\":8080}}}}\n"
+        )
+    );
+    std::fs::write(kit.dir().join("go"), "").unwrap();
+    let o = kit.wait();
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+}
+
+// ---------------------------------------------------------------------------------------
+// systemd socket activation
+
+/// `systemd-socket-activate -l 127.0.0.1:P1 ... rootlesskit FLAGS CMD...` as the test user.
+/// systemd-socket-activate starts the command on the first connection to P1: a client thread
+/// connects (retrying until the sockets exist), sends `request` and returns what it reads
+/// until EOF.
+fn socket_activate(
+    ports: &[u16],
+    flags: &[&str],
+    cmd: &[&str],
+    request: &'static [u8],
+) -> (Output, String) {
+    let activate = require_tool("systemd-socket-activate", "systemd");
+    let dir = TempDir::new();
+    let mut c = Command::new(activate);
+    for p in ports {
+        c.arg(format!("--listen=127.0.0.1:{p}"));
+    }
+    c.arg(rk_bin("rootlesskit"))
+        .arg(format!("--state-dir={}", dir.join("state").display()))
+        .args(flags)
+        .args(cmd);
+    run_as(&mut c, &run_user());
+    let first = ports[0];
+    let client = std::thread::spawn(move || {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", first)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => return format!("connect: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let _ = s.set_read_timeout(Some(TIMEOUT));
+        let _ = s.write_all(request);
+        let mut back = Vec::new();
+        let _ = s.read_to_end(&mut back);
+        String::from_utf8_lossy(&back).into_owned()
+    });
+    let out = run_with_timeout(&mut c, TIMEOUT);
+    (out, client.join().unwrap())
+}
+
+/// Prints what the command sees: LISTEN_*, its PID, the type of fds 3.., `_ROOTLESSKIT*`
+/// variables. The shell execs nothing, so `$$` is the PID systemd's protocol must name.
+const CHECK: &str = r#"echo "fds=$LISTEN_FDS"
+echo "listen_pid=$LISTEN_PID"
+echo "pid=$$"
+i=3
+while [ $i -lt 8 ]; do
+  echo "fd$i=$(readlink /proc/$$/fd/$i)"
+  i=$((i+1))
+done
+env | grep '^_ROOTLESSKIT' | sed 's/^/leaked=/'
+true
+"#;
+
+fn check_activation(flags: &[&str]) {
+    for n in 1..=3usize {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let (o, _) = socket_activate(&ports, flags, &["sh", "-c", CHECK], b"");
+        assert_eq!(o.code, Some(0), "{n} sockets, {flags:?}: {}", o.dump());
+        let get = |k: &str| {
+            o.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}= in {}", o.dump()))
+                .to_string()
+        };
+        assert_eq!(get("fds"), n.to_string(), "{}", o.dump());
+        assert_eq!(get("listen_pid"), get("pid"), "LISTEN_PID: {}", o.dump());
+        for fd in 3..3 + n {
+            assert!(
+                get(&format!("fd{fd}")).starts_with("socket:["),
+                "fd {fd} is not a socket: {}",
+                o.dump()
+            );
+        }
+        assert!(
+            !o.stdout.contains("leaked="),
+            "_ROOTLESSKIT* variable leaked: {}",
+            o.dump()
+        );
+    }
+}
+
+/// 1, 2 and 3 sockets: `LISTEN_FDS` = count, `LISTEN_PID` = the command's own PID, fds
+/// 3..3+N-1 are the sockets, no helper variable leaks. 1.1.0: fails (fds not passed).
+#[test]
+fn socket_activation_passes_listen_fds() {
+    check_activation(&["--net=host"]);
+}
+
+/// Same with `--pidns` (the command's PID is the one inside the PID namespace).
+/// 1.1.0: fails.
+#[test]
+fn socket_activation_passes_listen_fds_pidns() {
+    check_activation(&["--net=host", "--pidns"]);
+}
+
+/// A server inside accepts on the passed fd 3 and answers the very connection that
+/// triggered the activation. 1.1.0: fails.
+fn activation_end_to_end(flags: &[&str]) {
+    require_tool("python3", "python3");
+    let server = "import socket, os\n\
+                  assert os.environ['LISTEN_PID'] == str(os.getpid()), os.environ['LISTEN_PID']\n\
+                  s = socket.socket(fileno=3)\n\
+                  c, _ = s.accept()\n\
+                  d = c.recv(100)\n\
+                  c.sendall(b'hello from inside: ' + d)\n\
+                  c.close()\n";
+    let port = free_port();
+    let (o, reply) = socket_activate(&[port], flags, &["python3", "-c", server], b"ping\n");
+    assert_eq!(o.code, Some(0), "{flags:?}: {}", o.dump());
+    assert_eq!(reply, "hello from inside: ping\n", "{}", o.dump());
+}
+
+/// 1.1.0: fails.
+#[test]
+fn socket_activation_end_to_end() {
+    activation_end_to_end(&["--net=host"]);
+}
+
+/// 1.1.0: fails.
+#[test]
+fn socket_activation_end_to_end_pidns() {
+    activation_end_to_end(&["--net=host", "--pidns"]);
+}
+
+/// With `--net=slirp4netns` (new network namespace) the passed socket still lives in the
+/// host's network namespace, so the host reaches it. 1.1.0: fails.
+#[test]
+fn socket_activation_end_to_end_slirp4netns_pidns() {
+    require_tool("slirp4netns", "slirp4netns");
+    activation_end_to_end(&["--net=slirp4netns", "--pidns"]);
+}
