@@ -23,6 +23,10 @@ fn bin() -> &'static Path {
         if let Some(p) = std::env::var_os("ROOTLESSKIT_BIN") {
             return PathBuf::from(p);
         }
+        // hack/test.sh stages the built binaries and names their directory.
+        if let Some(d) = std::env::var_os("RK_BIN_DIR") {
+            return PathBuf::from(d).join("rootlesskit");
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)

@@ -336,7 +336,39 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let s = Server(c.spawn().expect("socat"));
-        std::thread::sleep(Duration::from_millis(300));
+        // Ready when the port accepts (never a fixed sleep: the machine may be loaded).
+        let port: u16 = listen
+            .split(',')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("listen spec starts with the port");
+        let probe = |ns: Option<&str>| -> bool {
+            let st = match ns {
+                Some(ns) => Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        ns,
+                        "socat",
+                        "-u",
+                        "OPEN:/dev/null",
+                        &format!("TCP:127.0.0.1:{port},connect-timeout=1"),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status(),
+                None => return std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            };
+            st.map(|s| s.success()).unwrap_or(false)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !probe(netns) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "socat server on port {port} not ready after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         s
     }
 }
