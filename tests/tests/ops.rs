@@ -320,3 +320,152 @@ fn socket_activation_end_to_end_slirp4netns_pidns() {
     require_tool("slirp4netns", "slirp4netns");
     activation_end_to_end(&["--net=slirp4netns", "--pidns"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// --debug logs
+
+/// Asserts that `needles` appear in this order among the lines of `lines`.
+fn assert_in_order(lines: &[&str], needles: &[&str], all: &str) {
+    let mut at = 0;
+    for n in needles {
+        match lines[at..].iter().position(|l| l.contains(n)) {
+            Some(i) => at += i + 1,
+            None => panic!("{n:?} missing or out of order in:\n{all}"),
+        }
+    }
+}
+
+/// `--debug`: every start-up step of parent and child, in order, as
+/// `[rootlesskit:<role>] debug: <message> key=value...` lines. Exact texts are ours.
+#[test]
+fn debug_logs_every_startup_step_in_order() {
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let o = Kit::new()
+        .args([
+            "--debug",
+            "--net=slirp4netns",
+            "--port-driver=builtin",
+            "--pidns",
+            "-p",
+            &format!("127.0.0.1:{port}:80/tcp"),
+        ])
+        .cmd(["true"])
+        .run();
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    for l in &lines {
+        assert!(
+            l.starts_with("[rootlesskit:parent] ") || l.starts_with("[rootlesskit:child ] "),
+            "line without the RootlessKit prefix: {l:?}\n{}",
+            o.stderr
+        );
+    }
+    let parent: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("[rootlesskit:parent] debug: "))
+        .collect();
+    let child: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("[rootlesskit:child ] debug: "))
+        .collect();
+    assert_in_order(
+        &parent,
+        &[
+            "starting version=",
+            "state dir ready path=",
+            "sub-id ranges user=",
+            "cloning the child flags=CLONE_NEWNS|CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET",
+            "child started pid=",
+            "newuidmap pid=",
+            "newgidmap pid=",
+            "handshake: send msg=IdmapDone",
+            "handshake: received msg=UserNsReady",
+            "network driver setup driver=slirp4netns",
+            "executing ",
+            "network driver ready driver=slirp4netns config=",
+            "handshake: send msg=Setup",
+            "handshake: received msg=ChildReady",
+            "port driver started driver=builtin",
+            &format!("port published id=1 spec={{\"proto\":\"tcp\",\"parentIP\":\"127.0.0.1\",\"parentPort\":{port},\"childPort\":80}}"),
+            "wrote child_pid path=",
+            "api listening path=",
+            "handshake: send msg=Go",
+            "child exited pid=",
+            "cleanup step=",
+            "state dir removed path=",
+            "exiting code=0",
+        ],
+        &o.stderr,
+    );
+    // The id-map argv: `0 <uid> 1 1 <subuid start> <count>`.
+    let uid = run_user().uid.as_raw();
+    let (start, count) = subid_range("/etc/subuid", &run_user()).expect("subuid range");
+    let expected = format!("args=\"0 {uid} 1 1 {start} {count}\"");
+    assert!(
+        parent
+            .iter()
+            .any(|l| l.starts_with("newuidmap pid=") && l.contains(&expected)),
+        "no newuidmap line with {expected}:\n{}",
+        o.stderr
+    );
+    assert_in_order(
+        &child,
+        &[
+            "child started pid=1 ",
+            "handshake: received msg=IdmapDone",
+            "mounted /proc",
+            "handshake: send msg=UserNsReady",
+            "handshake: received msg=Setup",
+            "setting mount propagation mode=",
+            "network configured",
+            "builtin port driver child side started",
+            "handshake: send msg=ChildReady",
+            "handshake: received msg=Go",
+            "executing command argv=[\"true\"]",
+            "command started pid=",
+            "command exited pid=",
+        ],
+        &o.stderr,
+    );
+    assert!(
+        child
+            .iter()
+            .any(|l| l.starts_with("command exited") && l.ends_with("status=\"exit status 0\"")),
+        "{}",
+        o.stderr
+    );
+}
+
+/// Without `--debug` a clean run prints nothing at all on stderr (1.1.0 too).
+#[test]
+fn quiet_without_debug() {
+    for flags in [&["--net=host"][..], &["--net=host", "--pidns"]] {
+        let o = Kit::new().args(flags).cmd(["true"]).run();
+        assert_eq!(o.code, Some(0), "{}", o.dump());
+        assert_eq!(o.stderr, "", "{flags:?}: {}", o.dump());
+        assert_eq!(o.stdout, "", "{flags:?}: {}", o.dump());
+    }
+}
+
+/// A failing command with `--debug`: the error names the command and its status.
+#[test]
+fn debug_failing_command_names_it() {
+    let o = Kit::new()
+        .args(["--debug", "--net=host"])
+        .sh("exit 3")
+        .run();
+    assert_eq!(o.code, Some(3), "{}", o.dump());
+    assert!(
+        o.stderr
+            .contains("[rootlesskit:child ] error: command [sh -c exit 3] exited: exit status 3"),
+        "{}",
+        o.dump()
+    );
+    assert!(
+        o.stderr
+            .contains("[rootlesskit:parent] error: child exited: exit status 3"),
+        "{}",
+        o.dump()
+    );
+}
