@@ -84,11 +84,13 @@ pub fn run(opts: Options) -> i32 {
     code
 }
 
+type CleanupFn = Box<dyn FnOnce() -> Result<(), String>>;
+
 /// Teardown steps, run in reverse order of registration; every step runs and every failure is
 /// reported.
 #[derive(Default)]
 pub struct Cleanups {
-    steps: Vec<(&'static str, Box<dyn FnOnce() -> Result<(), String>>)>,
+    steps: Vec<(&'static str, CleanupFn)>,
 }
 
 impl Cleanups {
