@@ -22,6 +22,12 @@ fn bin() -> PathBuf {
     dir.join("rootlesskit")
 }
 
+/// The suite may run against Debian's RootlessKit 1.1.0 (`RK_BIN_DIR=/usr/bin`) to check the
+/// tests themselves; only then may a test skip a feature the binary lacks.
+fn is_reference() -> bool {
+    bin().starts_with("/usr/bin")
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -74,6 +80,11 @@ fn supports(what: &str) -> bool {
     if h.is_empty() || h.contains(what) {
         true
     } else {
+        assert!(
+            is_reference(),
+            "{} lacks a feature under test; only the Go reference may skip",
+            bin().display()
+        );
         eprintln!("skipped: {} does not support {what}", bin().display());
         false
     }
@@ -84,6 +95,11 @@ fn supports_net(name: &str) -> bool {
     let o = rk(&[&format!("--net={name}"), "true"]);
     let t = text(&o);
     if t.contains("unknown network mode") || t.contains("not supported in this Debian package") {
+        assert!(
+            is_reference(),
+            "{} lacks a feature under test; only the Go reference may skip",
+            bin().display()
+        );
         eprintln!("skipped: {} does not support --net={name}", bin().display());
         false
     } else {
@@ -94,7 +110,10 @@ fn supports_net(name: &str) -> bool {
 fn have_userns() -> bool {
     let ok = bin().exists();
     if !ok {
-        eprintln!("skipped: {} not built", bin().display());
+        panic!(
+            "{} not built: run cargo build --workspace --bins (hack/test.sh does)",
+            bin().display()
+        );
     }
     ok
 }
@@ -349,6 +368,15 @@ fn host_loopback_via_gateway() {
     assert!(text(&o).contains("hello-host"), "{}", text(&o));
     let o = rk(&[
         "--net=slirp4netns",
+        "--slirp4netns-sandbox=true",
+        "--slirp4netns-seccomp=true",
+        "sh",
+        "-c",
+        &connect_script("10.0.2.2", port),
+    ]);
+    assert!(text(&o).contains("hello-host"), "{}", text(&o));
+    let o = rk(&[
+        "--net=slirp4netns",
         "--disable-host-loopback",
         "sh",
         "-c",
@@ -383,8 +411,7 @@ struct Remote {
 impl Remote {
     fn new() -> Option<Remote> {
         if !is_root() {
-            eprintln!("skipped: creating the remote-host namespace needs root");
-            return None;
+            panic!("creating the remote-host namespace needs root: this test belongs to the as_root phase of hack/test.sh");
         }
         let n = uniq();
         let ns = format!("rknet{n}");
@@ -425,7 +452,7 @@ impl Drop for Remote {
 }
 
 #[test]
-fn reaches_remote_host() {
+fn reaches_remote_host_as_root() {
     if !have_userns() {
         return;
     }
@@ -483,16 +510,18 @@ fn alive(pid: i32) -> bool {
 
 /// Start rootlesskit with `sleep`, return (rootlesskit parent pid, driver helper pids).
 fn start_and_find_helpers(net: &str, state: &str) -> (std::process::Child, i32, Vec<i32>) {
-    let child = rk_command(&[
-        &format!("--net={net}"),
-        &format!("--state-dir={state}"),
-        "sleep",
-        "30",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    // "--net=vpnkit --vpnkit-binary=X" arrives as one string
+    let mut args: Vec<String> = net.split(' ').map(|a| a.to_string()).collect();
+    args[0] = format!("--net={}", args[0]);
+    args.push(format!("--state-dir={state}"));
+    args.push("sleep".into());
+    args.push("30".into());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = rk_command(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let child_pid_file = format!("{state}/child_pid");
     let cpid = loop {
@@ -516,7 +545,10 @@ fn start_and_find_helpers(net: &str, state: &str) -> (std::process::Child, i32, 
         .into_iter()
         .filter(|p| {
             let c = comm(*p);
-            c.starts_with("slirp4netns") || c.starts_with("pasta") || c.starts_with("passt")
+            c.starts_with("slirp4netns")
+                || c.starts_with("pasta")
+                || c.starts_with("passt")
+                || c.starts_with("network-") // the fake vpnkit (this test binary)
         })
         .collect();
     (child, ppid, helpers)
@@ -538,11 +570,15 @@ fn helpers_gone_after_exit_and_kill9() {
     if !have_userns() {
         return;
     }
-    let mut nets = vec!["slirp4netns"];
+    let mut nets = vec!["slirp4netns".to_string()];
     if supports_net("pasta") {
-        nets.push("pasta");
+        nets.push("pasta".into());
     }
-    for net in nets {
+    let wrapper = fake_vpnkit_wrapper();
+    if supports_net("vpnkit") {
+        nets.push(format!("vpnkit --vpnkit-binary={wrapper}"));
+    }
+    for net in &nets {
         // normal exit (SIGTERM to rootlesskit is forwarded; the command dies, rootlesskit exits)
         let state = format!("/tmp/rknet-it-{}", uniq());
         let (mut child, ppid, helpers) = start_and_find_helpers(net, &state);
@@ -570,6 +606,25 @@ fn helpers_gone_after_exit_and_kill9() {
         );
         let _ = as_user("rm").args(["-rf", &state]).status();
     }
+    let _ = std::fs::remove_file(&wrapper);
+}
+
+/// PIDs whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if alive(pid) && String::from_utf8_lossy(&c).contains(needle) {
+            v.push(pid);
+        }
+    }
+    v
 }
 
 fn fake_binary(name: &str, script: &str) -> String {
@@ -601,14 +656,26 @@ fn missing_or_failing_driver_binary() {
         "slirp4netns",
         r#"case "$1" in --help) echo "--netns-type --cidr --disable-host-loopback --api-socket --enable-sandbox --enable-seccomp"; exit 0;; esac; echo slirp-boom >&2; exit 3"#,
     );
+    let state = format!("/tmp/rknet-it-{}", uniq());
     let o = rk(&[
         "--net=slirp4netns",
         &format!("--slirp4netns-binary={fake}"),
+        &format!("--state-dir={state}"),
         "true",
     ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("slirp4netns failed"), "{t}");
+    // no leftovers: no process still mentions the fake binary, the state dir is gone
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_mentioning(&fake), Vec::<i32>::new(), "{t}");
+    if supports("--detach-netns") {
+        // (RootlessKit >= 2 removes the state dir on every exit after it was created)
+        assert!(
+            !std::path::Path::new(&state).exists(),
+            "{state} left behind"
+        );
+    }
     let _ = std::fs::remove_file(&fake);
 
     if supports("--pasta-binary") {
@@ -642,12 +709,12 @@ const USERNET_LINE: &str = "rktest veth lxcbr0 10";
 impl LxcBridge {
     fn new() -> Option<LxcBridge> {
         if !is_root() {
-            eprintln!("skipped: setting up lxcbr0 needs root");
-            return None;
+            panic!("setting up lxcbr0 needs root: this test belongs to the as_root phase of hack/test.sh");
         }
         if Command::new("dnsmasq").arg("--version").output().is_err() {
-            eprintln!("skipped: dnsmasq is not installed");
-            return None;
+            panic!(
+                "dnsmasq is not installed: apt-get install dnsmasq-base (hack/test.sh installs it)"
+            );
         }
         let mut b = LxcBridge {
             created_bridge: false,
@@ -721,7 +788,7 @@ impl Drop for LxcBridge {
 }
 
 #[test]
-fn lxc_user_nic_dhcp() {
+fn lxc_user_nic_dhcp_as_root() {
     if !have_userns() || !supports_net("lxc-user-nic") {
         return;
     }
@@ -1026,5 +1093,65 @@ fn api_info_network_driver() {
             v,
             serde_json::json!({"driver": "pasta", "dns": ["10.4.0.3"], "childIP": "10.4.0.100"})
         );
+    }
+}
+
+#[test]
+fn pasta_implicit_port_driver() {
+    if !have_userns() || !supports_net("pasta") || !supports("implicit") {
+        return;
+    }
+    let port = 40000 + (uniq() % 20000) as u16;
+    let mut child = rk_command(&[
+        "--net=pasta",
+        "--port-driver=implicit",
+        "timeout",
+        "10",
+        "socat",
+        &format!("TCP-LISTEN:{port},reuseaddr"),
+        "SYSTEM:echo hello-ns",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // pasta's auto mode notices the bound port within about a second
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut got = String::new();
+    while Instant::now() < deadline && !got.contains("hello-ns") {
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Read;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = c.read_to_string(&mut got);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.contains("hello-ns"), "got {got:?}");
+}
+
+#[test]
+fn custom_ifname() {
+    if !have_userns() {
+        return;
+    }
+    let mut nets = vec!["slirp4netns"];
+    if supports_net("pasta") {
+        nets.push("pasta");
+    }
+    for net in nets {
+        let o = rk(&[
+            &format!("--net={net}"),
+            "--ifname=eth7",
+            "--disable-host-loopback",
+            "sh",
+            "-c",
+            "ip -o addr show eth7; ip route",
+        ]);
+        let t = text(&o);
+        assert!(o.status.success(), "{net}: {t}");
+        assert!(t.contains("eth7    inet 10.0.2.100/24"), "{net}: {t}");
+        assert!(t.contains("default via 10.0.2.2 dev eth7"), "{net}: {t}");
     }
 }

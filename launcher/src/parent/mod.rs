@@ -52,6 +52,10 @@ pub fn run(opts: Options) -> i32 {
         error!("{e}");
         return 1;
     }
+    if let Some(name) = opts.evacuate_cgroup2.as_deref().filter(|n| n.contains('/')) {
+        error!("unexpected evacuation group name {name:?}: must not contain \"/\"");
+        return 1;
+    }
     let sd = match StateDir::open(opts.state_dir.as_deref()) {
         Ok(sd) => {
             debug!(
