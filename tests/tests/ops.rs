@@ -183,6 +183,80 @@ fn stats_reports_forwarded_bytes_and_connections() {
     assert_eq!(o.code, Some(0), "{}", o.dump());
 }
 
+/// UDP: one host socket sending 3 datagrams of 100 bytes, each answered with 300, is one
+/// flow (still active: flows expire on idle), 300 bytes in, 900 out. 1.1.0: fails.
+#[test]
+fn stats_counts_udp_flows() {
+    require_tool("python3", "python3");
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let dir = TempDir::new();
+    let server = format!(
+        "import socket, os, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', 8081))\n\
+         open('{ready}', 'w').close()\n\
+         for _ in range(3):\n\
+         \x20   d, a = s.recvfrom(65536)\n\
+         \x20   s.sendto(b'y' * (3 * len(d)), a)\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n",
+        ready = dir.join("ready").display(),
+        go = dir.join("go").display()
+    );
+    let mut kit = Kit::new()
+        .args([
+            "--net=slirp4netns",
+            "--port-driver=builtin",
+            "-p",
+            &format!("127.0.0.1:{port}:8081/udp"),
+        ])
+        .cmd(["python3", "-c", &server])
+        .spawn_in(dir);
+    kit.wait_ready().wait_for_file("ready");
+    let state = kit.state_dir();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.connect(("127.0.0.1", port)).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..3 {
+        u.send(&[b'u'; 100]).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = u.recv(&mut buf).expect("UDP reply through the port");
+        assert_eq!(n, 300);
+    }
+    let mut last = String::new();
+    let done = wait_until(Duration::from_secs(10), || {
+        let o = rootlessctl(&state, &["stats", "--json"]);
+        assert_eq!(o.code, Some(0), "{}", o.dump());
+        last = o.stdout;
+        json_lines(&last)
+            .first()
+            .is_some_and(|v| v["bytesOut"] == 900)
+    });
+    assert!(done, "counters never settled: {last}");
+    assert_eq!(
+        json_lines(&last)[0],
+        serde_json::json!({"id":1,"active":1,"total":1,"bytesIn":300,"bytesOut":900,"errors":0})
+    );
+    let o = rootlessctl(&state, &["stats"]);
+    let row: Vec<&str> = o
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let parent = format!("127.0.0.1:{port}");
+    assert_eq!(
+        row,
+        ["1", "udp", &parent, ":8081", "1", "1", "300", "B", "900", "B", "0"],
+        "{}",
+        o.stdout
+    );
+    std::fs::write(kit.dir().join("go"), "").unwrap();
+    let o = kit.wait();
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+}
+
 // ---------------------------------------------------------------------------------------
 // systemd socket activation
 
