@@ -312,10 +312,17 @@ while [ $i -lt 8 ]; do
   i=$((i+1))
 done
 env | grep '^_ROOTLESSKIT' | sed 's/^/leaked=/'
+for f in /proc/$$/fd/*; do echo "open=${f##*/}:$(readlink $f)"; done
+python3 -c 'import os, socket
+for fd in range(3, 3 + int(os.environ["LISTEN_FDS"])):
+    s = socket.socket(fileno=fd)
+    print("name%d=%s:%d" % ((fd,) + s.getsockname()), "listening=%d" % s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    s.detach()'
 true
 "#;
 
 fn check_activation(flags: &[&str]) {
+    require_tool("python3", "python3");
     for n in 1..=3usize {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let (o, _) = socket_activate(&ports, flags, &["sh", "-c", CHECK], b"");
@@ -329,10 +336,27 @@ fn check_activation(flags: &[&str]) {
         };
         assert_eq!(get("fds"), n.to_string(), "{}", o.dump());
         assert_eq!(get("listen_pid"), get("pid"), "LISTEN_PID: {}", o.dump());
-        for fd in 3..3 + n {
+        for (i, fd) in (3..3 + n).enumerate() {
             assert!(
                 get(&format!("fd{fd}")).starts_with("socket:["),
                 "fd {fd} is not a socket: {}",
+                o.dump()
+            );
+            // The listening socket of the i-th `--listen`, in order.
+            assert_eq!(
+                get(&format!("name{fd}")),
+                format!("127.0.0.1:{} listening=1", ports[i]),
+                "{}",
+                o.dump()
+            );
+        }
+        // No other socket reaches the command (handshake and port channels are CLOEXEC).
+        for l in o.stdout.lines().filter_map(|l| l.strip_prefix("open=")) {
+            let (fd, target) = l.split_once(':').unwrap();
+            let fd: usize = fd.parse().unwrap();
+            assert!(
+                !target.starts_with("socket:") || (3..3 + n).contains(&fd),
+                "unexpected socket fd {fd} in the command: {}",
                 o.dump()
             );
         }
