@@ -257,6 +257,41 @@ fn stats_counts_udp_flows() {
     assert_eq!(o.code, Some(0), "{}", o.dump());
 }
 
+/// Drivers without counters: a clear error, exit 1. 1.1.0: fails.
+#[test]
+fn stats_without_counters_is_an_error() {
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let mut kit = Kit::new()
+        .args([
+            "--net=slirp4netns",
+            "--port-driver=slirp4netns",
+            "-p",
+            &format!("127.0.0.1:{port}:80/tcp"),
+        ])
+        .sh("sleep 60")
+        .spawn();
+    kit.wait_ready();
+    let o = rootlessctl(&kit.state_dir(), &["stats"]);
+    assert_eq!(o.code, Some(1), "{}", o.dump());
+    assert!(
+        o.stderr
+            .starts_with("error: port driver slirp4netns does not provide statistics"),
+        "{}",
+        o.dump()
+    );
+    let mut host = Kit::new().args(["--net=host"]).sh("sleep 60").spawn();
+    host.wait_ready();
+    let o = rootlessctl(&host.state_dir(), &["stats", "--json"]);
+    assert_eq!(o.code, Some(1), "{}", o.dump());
+    assert_eq!(
+        o.stderr,
+        "error: no PortDriver is available\n",
+        "{}",
+        o.dump()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // systemd socket activation
 
