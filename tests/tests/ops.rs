@@ -432,12 +432,15 @@ fn activation_end_to_end(flags: &[&str]) {
     let (o, reply) = socket_activate(&[port], flags, &["python3", "-c", server], b"ping\n");
     assert_eq!(o.code, Some(0), "{flags:?}: {}", o.dump());
     assert_eq!(reply, "hello from inside: ping\n", "{}", o.dump());
+    if flags.contains(&"--debug") {
+        assert!(o.stderr.contains("socket_activation=true"), "{}", o.dump());
+    }
 }
 
-/// 1.1.0: fails.
+/// With `--debug`, the child logs that it took the activation path. 1.1.0: fails.
 #[test]
 fn socket_activation_end_to_end() {
-    activation_end_to_end(&["--net=host"]);
+    activation_end_to_end(&["--net=host", "--debug"]);
 }
 
 /// 1.1.0: fails.
