@@ -86,7 +86,7 @@ fn setup(a: &ChildArgs) -> Result<(), String> {
         source_ip_transparent,
     } = messages::expect(&a.handshake, "Setup")?
     else {
-        return Err("handshake: expected Setup".into());
+        return Err("handshake: expected Setup, got another message".into());
     };
     debug!("setting mount propagation mode={}", a.opts.propagation);
     mounts::set_propagation(&a.opts.propagation).map_err(|e| e.to_string())?;
@@ -211,7 +211,10 @@ pub fn arm_pdeathsig(a: &ChildArgs) -> Result<(), String> {
         .map_err(|e| format!("prctl(PR_SET_PDEATHSIG, {sig}): {e}"))?;
     if let Some(p) = a.parent_pid {
         if nix::unistd::getppid() != p {
-            return Err("the parent exited during start-up".into());
+            return Err(format!(
+                "the parent (pid {p}) exited during start-up (parent is now pid {})",
+                nix::unistd::getppid()
+            ));
         }
     }
     Ok(())
