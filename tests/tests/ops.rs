@@ -183,6 +183,115 @@ fn stats_reports_forwarded_bytes_and_connections() {
     assert_eq!(o.code, Some(0), "{}", o.dump());
 }
 
+/// UDP: one host socket sending 3 datagrams of 100 bytes, each answered with 300, is one
+/// flow (still active: flows expire on idle), 300 bytes in, 900 out. 1.1.0: fails.
+#[test]
+fn stats_counts_udp_flows() {
+    require_tool("python3", "python3");
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let dir = TempDir::new();
+    let server = format!(
+        "import socket, os, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', 8081))\n\
+         open('{ready}', 'w').close()\n\
+         for _ in range(3):\n\
+         \x20   d, a = s.recvfrom(65536)\n\
+         \x20   s.sendto(b'y' * (3 * len(d)), a)\n\
+         while not os.path.exists('{go}'): time.sleep(0.05)\n",
+        ready = dir.join("ready").display(),
+        go = dir.join("go").display()
+    );
+    let mut kit = Kit::new()
+        .args([
+            "--net=slirp4netns",
+            "--port-driver=builtin",
+            "-p",
+            &format!("127.0.0.1:{port}:8081/udp"),
+        ])
+        .cmd(["python3", "-c", &server])
+        .spawn_in(dir);
+    kit.wait_ready().wait_for_file("ready");
+    let state = kit.state_dir();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.connect(("127.0.0.1", port)).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..3 {
+        u.send(&[b'u'; 100]).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = u.recv(&mut buf).expect("UDP reply through the port");
+        assert_eq!(n, 300);
+    }
+    let mut last = String::new();
+    let done = wait_until(Duration::from_secs(10), || {
+        let o = rootlessctl(&state, &["stats", "--json"]);
+        assert_eq!(o.code, Some(0), "{}", o.dump());
+        last = o.stdout;
+        json_lines(&last)
+            .first()
+            .is_some_and(|v| v["bytesOut"] == 900)
+    });
+    assert!(done, "counters never settled: {last}");
+    assert_eq!(
+        json_lines(&last)[0],
+        serde_json::json!({"id":1,"active":1,"total":1,"bytesIn":300,"bytesOut":900,"errors":0})
+    );
+    let o = rootlessctl(&state, &["stats"]);
+    let row: Vec<&str> = o
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let parent = format!("127.0.0.1:{port}");
+    assert_eq!(
+        row,
+        ["1", "udp", &parent, ":8081", "1", "1", "300", "B", "900", "B", "0"],
+        "{}",
+        o.stdout
+    );
+    std::fs::write(kit.dir().join("go"), "").unwrap();
+    let o = kit.wait();
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+}
+
+/// Drivers without counters: a clear error, exit 1. 1.1.0: fails.
+#[test]
+fn stats_without_counters_is_an_error() {
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let mut kit = Kit::new()
+        .args([
+            "--net=slirp4netns",
+            "--port-driver=slirp4netns",
+            "-p",
+            &format!("127.0.0.1:{port}:80/tcp"),
+        ])
+        .sh("sleep 60")
+        .spawn();
+    kit.wait_ready();
+    let o = rootlessctl(&kit.state_dir(), &["stats"]);
+    assert_eq!(o.code, Some(1), "{}", o.dump());
+    assert!(
+        o.stderr
+            .starts_with("error: port driver slirp4netns does not provide statistics"),
+        "{}",
+        o.dump()
+    );
+    let mut host = Kit::new().args(["--net=host"]).sh("sleep 60").spawn();
+    host.wait_ready();
+    let o = rootlessctl(&host.state_dir(), &["stats", "--json"]);
+    assert_eq!(o.code, Some(1), "{}", o.dump());
+    assert_eq!(
+        o.stderr,
+        "error: no PortDriver is available\n",
+        "{}",
+        o.dump()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // systemd socket activation
 
@@ -238,10 +347,17 @@ while [ $i -lt 8 ]; do
   i=$((i+1))
 done
 env | grep '^_ROOTLESSKIT' | sed 's/^/leaked=/'
+for f in /proc/$$/fd/*; do echo "open=${f##*/}:$(readlink $f)"; done
+python3 -c 'import os, socket
+for fd in range(3, 3 + int(os.environ["LISTEN_FDS"])):
+    s = socket.socket(fileno=fd)
+    print("name%d=%s:%d" % ((fd,) + s.getsockname()), "listening=%d" % s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    s.detach()'
 true
 "#;
 
 fn check_activation(flags: &[&str]) {
+    require_tool("python3", "python3");
     for n in 1..=3usize {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let (o, _) = socket_activate(&ports, flags, &["sh", "-c", CHECK], b"");
@@ -255,10 +371,27 @@ fn check_activation(flags: &[&str]) {
         };
         assert_eq!(get("fds"), n.to_string(), "{}", o.dump());
         assert_eq!(get("listen_pid"), get("pid"), "LISTEN_PID: {}", o.dump());
-        for fd in 3..3 + n {
+        for (i, fd) in (3..3 + n).enumerate() {
             assert!(
                 get(&format!("fd{fd}")).starts_with("socket:["),
                 "fd {fd} is not a socket: {}",
+                o.dump()
+            );
+            // The listening socket of the i-th `--listen`, in order.
+            assert_eq!(
+                get(&format!("name{fd}")),
+                format!("127.0.0.1:{} listening=1", ports[i]),
+                "{}",
+                o.dump()
+            );
+        }
+        // No other socket reaches the command (handshake and port channels are CLOEXEC).
+        for l in o.stdout.lines().filter_map(|l| l.strip_prefix("open=")) {
+            let (fd, target) = l.split_once(':').unwrap();
+            let fd: usize = fd.parse().unwrap();
+            assert!(
+                !target.starts_with("socket:") || (3..3 + n).contains(&fd),
+                "unexpected socket fd {fd} in the command: {}",
                 o.dump()
             );
         }
@@ -299,12 +432,15 @@ fn activation_end_to_end(flags: &[&str]) {
     let (o, reply) = socket_activate(&[port], flags, &["python3", "-c", server], b"ping\n");
     assert_eq!(o.code, Some(0), "{flags:?}: {}", o.dump());
     assert_eq!(reply, "hello from inside: ping\n", "{}", o.dump());
+    if flags.contains(&"--debug") {
+        assert!(o.stderr.contains("socket_activation=true"), "{}", o.dump());
+    }
 }
 
-/// 1.1.0: fails.
+/// With `--debug`, the child logs that it took the activation path. 1.1.0: fails.
 #[test]
 fn socket_activation_end_to_end() {
-    activation_end_to_end(&["--net=host"]);
+    activation_end_to_end(&["--net=host", "--debug"]);
 }
 
 /// 1.1.0: fails.
@@ -319,4 +455,153 @@ fn socket_activation_end_to_end_pidns() {
 fn socket_activation_end_to_end_slirp4netns_pidns() {
     require_tool("slirp4netns", "slirp4netns");
     activation_end_to_end(&["--net=slirp4netns", "--pidns"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// --debug logs
+
+/// Asserts that `needles` appear in this order among the lines of `lines`.
+fn assert_in_order(lines: &[&str], needles: &[&str], all: &str) {
+    let mut at = 0;
+    for n in needles {
+        match lines[at..].iter().position(|l| l.contains(n)) {
+            Some(i) => at += i + 1,
+            None => panic!("{n:?} missing or out of order in:\n{all}"),
+        }
+    }
+}
+
+/// `--debug`: every start-up step of parent and child, in order, as
+/// `[rootlesskit:<role>] debug: <message> key=value...` lines. Exact texts are ours.
+#[test]
+fn debug_logs_every_startup_step_in_order() {
+    require_tool("slirp4netns", "slirp4netns");
+    let port = free_port();
+    let o = Kit::new()
+        .args([
+            "--debug",
+            "--net=slirp4netns",
+            "--port-driver=builtin",
+            "--pidns",
+            "-p",
+            &format!("127.0.0.1:{port}:80/tcp"),
+        ])
+        .cmd(["true"])
+        .run();
+    assert_eq!(o.code, Some(0), "{}", o.dump());
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    for l in &lines {
+        assert!(
+            l.starts_with("[rootlesskit:parent] ") || l.starts_with("[rootlesskit:child ] "),
+            "line without the RootlessKit prefix: {l:?}\n{}",
+            o.stderr
+        );
+    }
+    let parent: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("[rootlesskit:parent] debug: "))
+        .collect();
+    let child: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("[rootlesskit:child ] debug: "))
+        .collect();
+    assert_in_order(
+        &parent,
+        &[
+            "starting version=",
+            "state dir ready path=",
+            "sub-id ranges user=",
+            "cloning the child flags=CLONE_NEWNS|CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET",
+            "child started pid=",
+            "newuidmap pid=",
+            "newgidmap pid=",
+            "handshake: send msg=IdmapDone",
+            "handshake: received msg=UserNsReady",
+            "network driver setup driver=slirp4netns",
+            "executing ",
+            "network driver ready driver=slirp4netns config=",
+            "handshake: send msg=Setup",
+            "handshake: received msg=ChildReady",
+            "port driver started driver=builtin",
+            &format!("port published id=1 spec={{\"proto\":\"tcp\",\"parentIP\":\"127.0.0.1\",\"parentPort\":{port},\"childPort\":80}}"),
+            "wrote child_pid path=",
+            "api listening path=",
+            "handshake: send msg=Go",
+            "child exited pid=",
+            "cleanup step=",
+            "state dir removed path=",
+            "exiting code=0",
+        ],
+        &o.stderr,
+    );
+    // The id-map argv: `0 <uid> 1 1 <subuid start> <count>`.
+    let uid = run_user().uid.as_raw();
+    let (start, count) = subid_range("/etc/subuid", &run_user()).expect("subuid range");
+    let expected = format!("args=\"0 {uid} 1 1 {start} {count}\"");
+    assert!(
+        parent
+            .iter()
+            .any(|l| l.starts_with("newuidmap pid=") && l.contains(&expected)),
+        "no newuidmap line with {expected}:\n{}",
+        o.stderr
+    );
+    assert_in_order(
+        &child,
+        &[
+            "child started pid=1 ",
+            "handshake: received msg=IdmapDone",
+            "mounted /proc",
+            "handshake: send msg=UserNsReady",
+            "handshake: received msg=Setup",
+            "setting mount propagation mode=",
+            "network configured",
+            "builtin port driver child side started",
+            "handshake: send msg=ChildReady",
+            "handshake: received msg=Go",
+            "executing command argv=[\"true\"]",
+            "command started pid=",
+            "command exited pid=",
+        ],
+        &o.stderr,
+    );
+    assert!(
+        child
+            .iter()
+            .any(|l| l.starts_with("command exited") && l.ends_with("status=\"exit status 0\"")),
+        "{}",
+        o.stderr
+    );
+}
+
+/// Without `--debug` a clean run prints nothing at all on stderr (1.1.0 too).
+#[test]
+fn quiet_without_debug() {
+    for flags in [&["--net=host"][..], &["--net=host", "--pidns"]] {
+        let o = Kit::new().args(flags).cmd(["true"]).run();
+        assert_eq!(o.code, Some(0), "{}", o.dump());
+        assert_eq!(o.stderr, "", "{flags:?}: {}", o.dump());
+        assert_eq!(o.stdout, "", "{flags:?}: {}", o.dump());
+    }
+}
+
+/// A failing command with `--debug`: the error names the command and its status.
+#[test]
+fn debug_failing_command_names_it() {
+    let o = Kit::new()
+        .args(["--debug", "--net=host"])
+        .sh("exit 3")
+        .run();
+    assert_eq!(o.code, Some(3), "{}", o.dump());
+    assert!(
+        o.stderr
+            .contains("[rootlesskit:child ] error: command [sh -c exit 3] exited: exit status 3"),
+        "{}",
+        o.dump()
+    );
+    assert!(
+        o.stderr
+            .contains("[rootlesskit:parent] error: child exited: exit status 3"),
+        "{}",
+        o.dump()
+    );
 }

@@ -479,8 +479,8 @@ mod stats {
             let (proto, parent, child) = match &r.spec {
                 Some(sp) => (
                     sp.proto.clone(),
-                    addr(&sp.parent_ip, sp.parent_port as i64, "*"),
-                    addr(&sp.child_ip, sp.child_port as i64, ""),
+                    addr(&sp.parent_ip, sp.parent_port, "*"),
+                    addr(&sp.child_ip, sp.child_port, ""),
                 ),
                 None => ("-".into(), "-".into(), "-".into()),
             };
