@@ -247,6 +247,7 @@ impl Forwarder {
     /// Start the workers on the parent end of the channel.
     pub fn start(channel: OwnedFd, cfg: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
         sys::raise_nofile();
+        sys::ignore_sigpipe();
         let backend = crate::probe::choose(cfg.backend);
         let pools = SocketPools::new(channel, cfg.require_foreign_netns);
         let reader = {

@@ -200,8 +200,7 @@ impl Poller {
                 let mut evs = [EpollEvent::empty(); 256];
                 let t = match timeout {
                     None => EpollTimeout::NONE,
-                    Some(d) => EpollTimeout::try_from(d.as_millis().min(60_000) as u16)
-                        .unwrap_or(EpollTimeout::ZERO),
+                    Some(d) => EpollTimeout::from(d.as_millis().min(60_000) as u16),
                 };
                 let n = match ep.wait(&mut evs, t) {
                     Ok(n) => n,

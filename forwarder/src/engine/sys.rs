@@ -367,3 +367,12 @@ pub(crate) fn go_errno_text(errno: i32) -> String {
 pub(crate) fn read_proc_int(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// splice(2) has no MSG_NOSIGNAL: writing into a socket whose peer is gone would raise SIGPIPE.
+/// Ignore it process-wide (as Go's runtime does for sockets); EPIPE is handled as a reset.
+pub(crate) fn ignore_sigpipe() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concerns.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &act) };
+}

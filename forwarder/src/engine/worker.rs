@@ -603,10 +603,7 @@ impl Worker {
 
     /// Run the selected directions, then either close or re-register interest.
     fn drive(&mut self, k: Key, mut c: Conn, run: [bool; 2]) {
-        for d in 0..2 {
-            if !run[d] {
-                continue;
-            }
+        for (d, _) in run.iter().enumerate().filter(|(_, r)| **r) {
             if let Err(end) = self.run_dir(&mut c, d) {
                 self.conns.release(k);
                 self.finish(k, c, end);
