@@ -170,6 +170,8 @@ pub(crate) struct Worker {
     pub(crate) sock_wait: Vec<Key>,
     pub(crate) udp: UdpState,
     pub(crate) stop: bool,
+    /// Listeners currently backed off after an accept error (they need the coarse timer).
+    pub(crate) backoffs: usize,
 }
 
 impl Worker {
@@ -199,6 +201,7 @@ impl Worker {
             sock_wait: Vec::new(),
             udp: UdpState::new(),
             stop: false,
+            backoffs: 0,
         })
     }
 
@@ -226,7 +229,7 @@ impl Worker {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.listeners.len() > 0 || !self.sock_wait.is_empty() || self.udp.waiting() {
+        if self.backoffs > 0 || !self.sock_wait.is_empty() || self.udp.waiting() {
             // Coarse timer: accept back-off, socket waits, pending UDP flows.
             return Some(Duration::from_millis(100));
         }
@@ -259,6 +262,7 @@ impl Worker {
                 Some(l) => match l.backoff_until {
                     Some(t) if t <= now => {
                         l.backoff_until = None;
+                        self.backoffs = self.backoffs.saturating_sub(1);
                         true
                     }
                     _ => false,
@@ -346,6 +350,9 @@ impl Worker {
         for k in self.listeners.keys() {
             if self.listeners.get_mut(k).map(|l| l.id) == Some(id) {
                 if let Some(l) = self.listeners.remove(k) {
+                    if l.backoff_until.is_some() {
+                        self.backoffs = self.backoffs.saturating_sub(1);
+                    }
                     self.poller.delete(l.fd.as_fd(), token(T_LISTEN, k));
                 }
             }
@@ -419,6 +426,7 @@ impl Worker {
             }
         }
         if backoff {
+            self.backoffs += 1;
             l.backoff_until = Some(Instant::now() + ACCEPT_BACKOFF);
             self.poller
                 .modify(l.fd.as_fd(), token(T_LISTEN, k), Interest::NONE);
