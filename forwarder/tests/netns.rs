@@ -34,6 +34,33 @@ fn helper(port: u16) {
         .status()
         .expect("run ip");
     assert!(st.success(), "ip link set lo up failed");
+    // What the launcher's child sets up for --source-ip-transparent (done with commands here).
+    let routes = std::env::var_os("FWD_NETNS_NO_TPROXY_ROUTES").is_none();
+    for args in [
+        &[
+            "route", "add", "local", "default", "dev", "lo", "table", "100",
+        ][..],
+        &[
+            "rule", "add", "fwmark", "100", "lookup", "100", "priority", "100",
+        ][..],
+    ] {
+        if !routes {
+            break;
+        }
+        let st = Command::new(ip_cmd()).args(args).status().expect("run ip");
+        assert!(st.success(), "ip {args:?} failed");
+    }
+    std::fs::write("/proc/sys/net/ipv4/tcp_fwmark_accept", "1").expect("tcp_fwmark_accept");
+    // whoami on port+1: replies with the peer address it sees.
+    let w = TcpListener::bind(("127.0.0.1", port + 1)).expect("bind whoami in netns");
+    std::thread::spawn(move || {
+        for (mut s, peer) in w.incoming().flatten().filter_map(|s| {
+            let p = s.peer_addr().ok()?;
+            Some((s, p))
+        }) {
+            let _ = s.write_all(peer.ip().to_string().as_bytes());
+        }
+    });
     let l = TcpListener::bind(("127.0.0.1", port)).expect("bind echo in netns");
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
@@ -71,7 +98,16 @@ fn netns_helper() {
     }
 }
 
-fn case(backend: Backend) {
+/// A non-loopback IPv4 address of this host (connecting to it from itself keeps that source).
+fn host_ipv4() -> Option<std::net::Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        let a = ifa.address?;
+        let v4 = a.as_sockaddr_in()?.ip();
+        (!v4.is_loopback()).then_some(v4)
+    })
+}
+
+fn case(backend: Backend, routes: bool) {
     // Decoy on the host with the same port number as the namespace's echo server.
     let decoy = TcpListener::bind("127.0.0.1:0").expect("decoy");
     let port = decoy.local_addr().expect("addr").port();
@@ -88,6 +124,14 @@ fn case(backend: Backend) {
         .arg(exe)
         .args(["--exact", "netns_helper", "--nocapture", "--test-threads=1"])
         .env("FWD_NETNS_HELPER", port.to_string())
+        .env(
+            if routes {
+                "FWD_NETNS_ROUTES"
+            } else {
+                "FWD_NETNS_NO_TPROXY_ROUTES"
+            },
+            "1",
+        )
         .stdout(Stdio::piped());
     // SAFETY: only async-signal-safe dup2 between fork and exec; `child_raw` stays open until
     // after spawn returns.
@@ -144,6 +188,51 @@ fn case(backend: Backend) {
     }
     assert!(ok, "no UDP echo through the namespace");
     assert_eq!(fwd.stats(1).expect("stats").errors, 0);
+    // Source IP: a loopback client is seen as loopback; a client from a non-loopback host
+    // address is seen with that address (transparent socket bound to the client address).
+    let hw = free_port();
+    fwd.add_port(3, &spec("tcp", "", hw, "", port + 1))
+        .expect("add whoami");
+    let whoami = |from: std::net::IpAddr| -> String {
+        let sock = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(from, hw),
+            Duration::from_secs(5),
+        )
+        .expect("connect whoami");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("t");
+        let mut s = String::new();
+        (&sock).read_to_string(&mut s).expect("read whoami");
+        s
+    };
+    assert_eq!(whoami("127.0.0.1".parse().expect("ip")), "127.0.0.1");
+    match host_ipv4() {
+        Some(ip) => {
+            let t0 = std::time::Instant::now();
+            let seen = whoami(std::net::IpAddr::V4(ip));
+            if routes {
+                assert_eq!(
+                    seen,
+                    ip.to_string(),
+                    "source IP not preserved ({backend:?})"
+                );
+                assert!(
+                    t0.elapsed() < Duration::from_millis(900),
+                    "transparent connect fell back"
+                );
+            } else {
+                // Without the fwmark routes the SYN-ACK has no route: after the 1 s transparent
+                // connect timeout the connection is retried with a normal socket.
+                assert_eq!(seen, "127.0.0.1", "fallback to a normal socket");
+                assert!(
+                    t0.elapsed() >= Duration::from_millis(900),
+                    "no fallback delay?"
+                );
+            }
+            eprintln!("source-ip case ok ({backend:?}, routes={routes}): seen {seen}");
+        }
+        None => eprintln!("no non-loopback IPv4 on this host: source-IP case not exercised"),
+    }
     fwd.shutdown();
     // The child's serve_child returns once the channel is closed.
     let st = proc_.wait().expect("wait helper");
@@ -156,6 +245,8 @@ fn through_real_child_netns_all_backends() {
         return;
     }
     for b in Backend::ALL {
-        case(b);
+        case(b, true);
     }
+    // Transparent connect without working routes falls back to a normal socket.
+    case(Backend::Epoll, false);
 }

@@ -68,6 +68,9 @@ fn untoken(t: u64) -> (u64, Key) {
 
 const SCRATCH: usize = 64 * 1024;
 const SOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A transparent (source-IP preserving) connect that has not completed by then is retried with
+/// a normal socket, as RootlessKit's 1 s transparent dial timeout.
+const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 
@@ -143,6 +146,11 @@ pub(crate) struct Conn {
     target: SocketAddr,
     peer: Option<SocketAddr>,
     dirs: [Dir; 2],
+    /// The namespace socket is a transparent one bound to the client address.
+    transparent: bool,
+    /// A transparent attempt failed: use normal sockets only.
+    no_transparent: bool,
+    connect_deadline: Option<Instant>,
 }
 
 /// Why a connection ends.
@@ -172,6 +180,8 @@ pub(crate) struct Worker {
     pub(crate) stop: bool,
     /// Listeners currently backed off after an accept error (they need the coarse timer).
     pub(crate) backoffs: usize,
+    /// Connections in a transparent connect (checked against their deadline by the timer).
+    pub(crate) tconnecting: Vec<Key>,
 }
 
 impl Worker {
@@ -202,6 +212,7 @@ impl Worker {
             udp: UdpState::new(),
             stop: false,
             backoffs: 0,
+            tconnecting: Vec::new(),
         })
     }
 
@@ -229,7 +240,11 @@ impl Worker {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.backoffs > 0 || !self.sock_wait.is_empty() || self.udp.waiting() {
+        if self.backoffs > 0
+            || !self.sock_wait.is_empty()
+            || !self.tconnecting.is_empty()
+            || self.udp.waiting()
+        {
             // Coarse timer: accept back-off, socket waits, pending UDP flows.
             return Some(Duration::from_millis(100));
         }
@@ -292,6 +307,28 @@ impl Worker {
                     }
                 } else {
                     self.sock_wait.push(k);
+                }
+            }
+        }
+        if !self.tconnecting.is_empty() {
+            let list = std::mem::take(&mut self.tconnecting);
+            for k in list {
+                let (connecting, expired) = match self.conns.get_mut(k) {
+                    Some(c) => (
+                        c.state == State::Connecting && c.transparent,
+                        c.connect_deadline.is_some_and(|d| d <= now),
+                    ),
+                    None => (false, false),
+                };
+                if !connecting {
+                    continue;
+                }
+                if expired {
+                    if let Some(c) = self.conns.take(k) {
+                        self.transparent_fallback(k, c);
+                    }
+                } else {
+                    self.tconnecting.push(k);
                 }
             }
         }
@@ -477,6 +514,9 @@ impl Worker {
             target,
             peer: peer.map(sys::unmap),
             dirs: [Dir::new(backend, adaptive), Dir::new(backend, adaptive)],
+            transparent: false,
+            no_transparent: false,
+            connect_deadline: None,
         };
         let k = self.conns.insert(c);
         self.try_connect(k);
@@ -497,9 +537,11 @@ impl Worker {
         let pools = self.shared.pools.clone();
         let v6 = c.target.is_ipv6();
         let want_transparent = self.shared.cfg.source_ip_transparent
+            && !c.no_transparent
             && c.peer
                 .is_some_and(|p| !p.ip().is_loopback() && p.is_ipv6() == v6);
         let mut sock = None;
+        c.transparent = false;
         if want_transparent {
             let kind = SockKind::for_target(true, v6, true);
             if pools.enabled(kind) {
@@ -511,6 +553,7 @@ impl Worker {
                             .unwrap_or(false);
                         if bound {
                             sock = Some(s);
+                            c.transparent = true;
                         }
                     }
                     None if !pools.is_closed() && pools.enabled(kind) => {
@@ -538,12 +581,26 @@ impl Worker {
                 }
             }
         }
-        let Some(s) = sock else { return };
+        let Some(s) = sock else {
+            self.conns.release(k);
+            self.finish(k, c, End::Reset(1));
+            return;
+        };
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
             Ok(()) => c.state = State::Open,
-            Err(e) if sys::errno(&e) == libc::EINPROGRESS => c.state = State::Connecting,
+            Err(e) if sys::errno(&e) == libc::EINPROGRESS => {
+                c.state = State::Connecting;
+                if c.transparent {
+                    c.connect_deadline = Some(Instant::now() + TRANSPARENT_CONNECT_TIMEOUT);
+                    self.tconnecting.push(k);
+                }
+            }
+            Err(_) if c.transparent => {
+                self.transparent_fallback(k, c);
+                return;
+            }
             Err(_) => {
                 self.conns.release(k);
                 self.finish(k, c, End::Reset(1));
@@ -557,6 +614,24 @@ impl Worker {
             self.update_interest(k, &mut c);
             self.conns.restore(k, c);
         }
+    }
+
+    /// The transparent attempt failed or timed out: drop that socket and retry with a normal
+    /// one (`c` was taken out of the slab; this puts it back).
+    fn transparent_fallback(&mut self, k: Key, mut c: Conn) {
+        if let Some(fd) = c.fds[1].take() {
+            if c.registered[1] {
+                self.poller.delete(fd.as_fd(), token(T_SIDE1, k));
+            }
+        }
+        c.registered[1] = false;
+        c.interest[1] = Interest::NONE;
+        c.transparent = false;
+        c.no_transparent = true;
+        c.connect_deadline = None;
+        c.state = State::SockWait(Instant::now());
+        self.conns.restore(k, c);
+        self.try_connect(k);
     }
 
     // ---- events ----
@@ -578,6 +653,10 @@ impl Worker {
                     .as_ref()
                     .map(|f| sys::take_socket_error(f.as_fd()))
                     .unwrap_or(libc::EBADF);
+                if err != 0 && c.transparent {
+                    self.transparent_fallback(k, c);
+                    return;
+                }
                 if err != 0 {
                     self.conns.release(k);
                     self.finish(k, c, End::Reset(1));
