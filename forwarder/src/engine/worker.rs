@@ -10,6 +10,12 @@
 //!   the channel reader; times out after 5 s with a reset of the client).
 //! - `CONNECTING`: non-blocking `connect()` in progress; waiting for POLLOUT on side 1, then
 //!   `SO_ERROR`. A refused target resets the client (`SO_LINGER {1,0}` + close).
+//!   Source-IP preservation (`source_ip_transparent`, TCP, non-loopback client of the target's
+//!   family): the namespace socket comes from the transparent pool (`IP_TRANSPARENT` +
+//!   `SO_MARK 100`, set by the child) and is bound to the client's address before `connect()`.
+//!   If that pool is disabled, the bind fails, the connect fails, or it has not completed after
+//!   1 s (`T_CONNECTING` list, coarse timer), the socket is dropped and the connection goes back
+//!   to `SOCK_WAIT` with normal sockets only (the service then sees a namespace address).
 //! - `OPEN`: data flows. Per direction the events are, as in passt's `tcp_splice.c`:
 //!   - `OUT_WAIT_d`: bytes of direction `d` are pending and side `1-d` returned EAGAIN: stop
 //!     reading side `d`, watch POLLOUT on side `1-d` (backpressure; at most one pipe or buffer of
