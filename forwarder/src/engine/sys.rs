@@ -268,21 +268,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     })
 }
 
-pub(crate) fn sendto(fd: BorrowedFd<'_>, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
-    let (ss, len) = to_sockaddr(to);
-    // SAFETY: `buf` valid for reads, `ss` a valid sockaddr of `len` bytes; fd borrowed (open).
-    cvt_size(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })
-}
-
 /// splice(2) with no offsets (both ends are sockets or pipes).
 pub(crate) fn splice(
     fd_in: BorrowedFd<'_>,
