@@ -225,6 +225,19 @@ impl Poller {
         }
     }
 
+    /// io_uring: submit queued removals now. A pending poll holds a reference to its file, so
+    /// a closed listener stays open in the kernel until the `POLL_REMOVE` is submitted; callers
+    /// that promise "closed" (remove_port) flush first.
+    pub(crate) fn flush(&mut self) {
+        if let Poller::Uring(u) = self {
+            let backlog = std::mem::take(&mut u.backlog);
+            for e in backlog {
+                let _ = u.push(e);
+            }
+            let _ = u.ring.submit();
+        }
+    }
+
     /// Synchronous `IORING_OP_SPLICE` (UringSplice backend); other completions that arrive
     /// meanwhile are kept for the next `wait`.
     pub(crate) fn uring_splice(

@@ -243,6 +243,7 @@ impl Worker {
             }
         }
         self.close_all();
+        self.poller.flush();
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -382,6 +383,7 @@ impl Worker {
                 } => self.new_conn(id, client, peer, target, stats),
                 Cmd::Remove { id, ack } => {
                     self.remove_port(id);
+                    self.poller.flush();
                     let _ = ack.send(());
                 }
                 Cmd::Shutdown => self.stop = true,
@@ -524,7 +526,18 @@ impl Worker {
             no_transparent: false,
             connect_deadline: None,
         };
+        let removed = c.stats.removed.load(Ordering::SeqCst);
         let k = self.conns.insert(c);
+        if removed {
+            if let Some(mut c) = self.conns.remove(k) {
+                for fd in c.fds.iter().flatten() {
+                    sys::set_linger_zero(fd.as_fd());
+                }
+                c.state = State::SockWait(Instant::now());
+                self.finish(k, c, End::Done);
+            }
+            return;
+        }
         self.try_connect(k);
     }
 
