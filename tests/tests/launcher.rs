@@ -1277,3 +1277,53 @@ fn as_root_user_without_subuid_range_fails() {
     );
     assert_nothing_left(&marker, &state);
 }
+
+/// Issue: "user namespaces disabled (`max_user_namespaces`=0) gives one clear error line and
+/// exit 1, with no process or state dir left behind", and the line says how to fix it.
+/// The host sysctl cannot be changed here (and must not be), but the limit is per user
+/// namespace: the test sets it to 0 inside a namespace of its own (`unshare -r`) and runs
+/// rootlesskit there, with sub-id ranges for that namespace's "root" from a fake `getsubids`
+/// (the documented `GETSUBIDS` override), so the clone itself is what fails.
+#[test]
+fn user_namespaces_disabled_names_the_fix() {
+    let user = lookup_user("rktest");
+    let dir = TempDir::for_user(&user);
+    let fake = dir.join("getsubids");
+    std::fs::write(&fake, "#!/bin/sh\necho \"0: root 100000 65536\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let state = dir.join("state");
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && GETSUBIDS={} exec {} --subid-source=dynamic --state-dir={} true",
+        fake.display(),
+        rk_bin("rootlesskit").display(),
+        state.display()
+    );
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "rktest", "--", "unshare", "-r"]);
+        c
+    } else {
+        let mut c = Command::new("unshare");
+        c.arg("-r");
+        c
+    };
+    cmd.args(["sh", "-c", &script]).current_dir(dir.path());
+    let out = cmd.output().expect("unshare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line\n{stderr}");
+    assert!(
+        errors[0].contains("clone"),
+        "names the failing operation\n{stderr}"
+    );
+    assert!(
+        errors[0].contains("sysctl -w user.max_user_namespaces="),
+        "the error names the fix\n{stderr}"
+    );
+    assert!(
+        !state.exists(),
+        "state dir left behind: {}",
+        state.display()
+    );
+}
