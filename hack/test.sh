@@ -233,6 +233,21 @@ if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)); then
 	chmod a+r "$demo_log"
 fi
 
+# ---- static (musl) build: build, verify static linking, run --version and forward ports ----
+if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)) && is_root && [ "${RK_SKIP_STATIC:-0}" != 1 ]; then
+	log "[static] hack/static-build.sh"
+	static_log="$STAGE/logs/static-build.log"
+	if (cd "$ROOT" && timeout --kill-after=30 1500 sh hack/static-build.sh) >"$static_log" 2>&1; then
+		passed=$((passed + 1))
+		grep -E '^static-build:' "$static_log" | tail -n 6
+	else
+		failed=$((failed + 1))
+		tail -n 40 "$static_log"
+		failures+=("hack/static-build.sh (static binaries) — see $static_log")
+	fi
+	chmod a+r "$static_log"
+fi
+
 # ---- rootless Docker end to end (issue: API; ../shared/e2e/docker-rootless.sh) --------
 # As root only (the shared script installs docker.io and drops to its own user); one test
 # per port driver, on the release binaries hack/demo.sh just built (debug ones otherwise).
