@@ -60,37 +60,9 @@ pub fn parse_int(s: &str) -> Result<i64, &'static str> {
     }
 }
 
-/// Go's `%q` for a string (`strconv.Quote`): printable ASCII and printable Unicode kept,
-/// everything else escaped.
+/// Go's `%q` for a string (`strconv.Quote`); one implementation for the whole project.
 pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    forwarder::spec::go_quote(s)
 }
 
 /// Go's `net.ParseIP` (dotted IPv4 or IPv6, no zone).
