@@ -609,7 +609,11 @@ fn soak_no_resource_growth() {
     assert!(total.exact > 0);
     assert_eq!(total.interrupted, 0, "interrupted TCP transfers");
     let lost = udp_lost.load(Ordering::Relaxed);
-    assert!(lost * 100 <= total.bytes + lost, "udp: {lost} of {} lost", total.bytes + lost);
+    assert!(
+        lost * 100 <= total.bytes + lost,
+        "udp: {lost} of {} lost",
+        total.bytes + lost
+    );
     // no growth after warm-up: idle end state back to (at most) the warm-up level
     assert!(
         end.fds <= base.fds + 4,
@@ -675,37 +679,67 @@ fn fault_client_rst_mid_transfer() {
     }
     let s = start(&[], false, None);
     let pid = s.kit.pid();
-    let before = sample(pid);
-    for _ in 0..50 {
-        let mut c = TcpStream::connect(s.tcp).unwrap();
-        let data = vec![7u8; 1 << 20];
-        let _ = c.write_all(&data[..rand::random::<usize>() % data.len()]);
-        // SO_LINGER 0: close sends RST
-        let l = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: valid socket fd and a properly sized linger struct.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&c),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &l as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as u32,
-            );
+    // warm up first: worker rings, pipe pools etc. are created lazily on first use
+    let rst = |n: usize| {
+        for _ in 0..n {
+            client_rst(s.tcp);
         }
-        drop(c);
-    }
+    };
+    assert_clean("warm-up", &load(s.tcp, 20, 1 << 20), false);
+    rst(10);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = sample(pid);
+    rst(50);
     // the forwarder drops both sides of every reset connection
-    let settled = wait_until(Duration::from_secs(15), || {
+    let settled = wait_until(Duration::from_secs(30), || {
         sample(pid).fds <= before.fds + 2
     });
     let after = sample(pid);
     eprintln!("client RST: parent fds {} -> {}", before.fds, after.fds);
-    assert!(settled, "fds not released: {} -> {}", before.fds, after.fds);
+    if !settled {
+        let ss = std::process::Command::new("ss")
+            .args(["-tanp"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mine: Vec<&str> = ss
+            .lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+            .collect();
+        panic!(
+            "fds not released 30 s after 50 client RSTs: {} -> {} (pipes {} -> {}); parent's TCP sockets:\n{}",
+            before.fds,
+            after.fds,
+            before.pipes,
+            after.pipes,
+            mine.join("\n")
+        );
+    }
     let t = load(s.tcp, 20, 1 << 20);
     assert_clean("after RSTs", &t, false);
+}
+
+/// Connect, send part of 1 MiB, then close with SO_LINGER 0 (RST).
+fn client_rst(addr: SocketAddr) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    let data = vec![7u8; 1 << 20];
+    let _ = c.write_all(&data[..rand::random::<usize>() % data.len()]);
+    // SO_LINGER 0: close sends RST
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket fd and a properly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&c),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(c);
 }
 
 #[test]
