@@ -359,6 +359,21 @@ fn sample(pid: i32) -> Sample {
     }
 }
 
+/// `/proc/<pid>/fd` grouped by kind (`socket`, `pipe`, `anon_inode:[io_uring]`, paths...).
+fn fd_kinds(pid: i32) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            let t = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let k = t.split(":[").next().unwrap_or("").to_string();
+            *m.entry(k).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
 fn udp_roundtrips(addr: SocketAddr, n: usize) -> (usize, usize) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp_roundtrips_on(&s, addr, n)
@@ -541,19 +556,14 @@ fn soak_no_resource_growth() {
             let udp_lost = udp_lost.clone();
             std::thread::spawn(move || {
                 let mut t = Tally::default();
-                // one client socket per UDP worker (a new one every 1000 datagrams), so the
-                // forwarder's flow table sees steady clients plus some churn
-                let mut sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut sent = 0;
+                // one steady client socket per UDP worker: a new client address would be a new
+                // flow, held for the 90 s idle timeout by design (bounded by udp_max_flows)
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     if i % 4 == 3 {
                         let (ok, n) = udp_roundtrips_on(&sock, udp, 50);
                         t.bytes += ok;
                         udp_lost.fetch_add(n - ok, Ordering::Relaxed);
-                        sent += n;
-                        if sent % 1000 == 0 {
-                            sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-                        }
                     } else {
                         match transfer(tcp, random_size(1 << 20)) {
                             Outcome::Exact => t.exact += 1,
@@ -615,8 +625,10 @@ fn soak_no_resource_growth() {
         total.bytes + lost
     );
     // no growth after warm-up: idle end state back to (at most) the warm-up level
+    // socket pools refill in batches (see fault_client_rst_mid_transfer)
+    let slack = 2 * forwarder::channel::BATCH as usize + 4;
     assert!(
-        end.fds <= base.fds + 4,
+        end.fds <= base.fds + slack,
         "fd growth: {} -> {}",
         base.fds,
         end.fds
@@ -689,10 +701,14 @@ fn fault_client_rst_mid_transfer() {
     rst(10);
     std::thread::sleep(Duration::from_secs(2));
     let before = sample(pid);
-    rst(50);
+    let kinds_before = fd_kinds(pid);
+    rst(RSTS);
     // the forwarder drops both sides of every reset connection
+    // The socket pools (TCP and UDP) refill in batches, so the idle fd count moves by up to
+    // a batch per pool; a leak of one fd per reset connection would exceed that.
+    let slack = 2 * forwarder::channel::BATCH as usize + 2;
     let settled = wait_until(Duration::from_secs(30), || {
-        sample(pid).fds <= before.fds + 2
+        sample(pid).fds <= before.fds + slack
     });
     let after = sample(pid);
     eprintln!("client RST: parent fds {} -> {}", before.fds, after.fds);
@@ -707,17 +723,18 @@ fn fault_client_rst_mid_transfer() {
             .filter(|l| l.contains(&format!("pid={pid},")))
             .collect();
         panic!(
-            "fds not released 30 s after 50 client RSTs: {} -> {} (pipes {} -> {}); parent's TCP sockets:\n{}",
+            "fds not released 30 s after {RSTS} client RSTs: {} -> {} ({kinds_before:?} -> {:?}); parent's TCP sockets:\n{}",
             before.fds,
             after.fds,
-            before.pipes,
-            after.pipes,
+            fd_kinds(pid),
             mine.join("\n")
         );
     }
     let t = load(s.tcp, 20, 1 << 20);
     assert_clean("after RSTs", &t, false);
 }
+
+const RSTS: usize = 200;
 
 /// Connect, send part of 1 MiB, then close with SO_LINGER 0 (RST).
 fn client_rst(addr: SocketAddr) {
