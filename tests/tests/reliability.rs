@@ -182,6 +182,34 @@ struct Tally {
     bytes: usize,
 }
 
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.exact += o.exact;
+        self.interrupted += o.interrupted;
+        self.hang.extend(o.hang);
+        self.corrupt.extend(o.corrupt);
+        self.bytes += o.bytes;
+    }
+}
+
+/// Repeat `load` until `enough()` (at least once, at most `max` long).
+fn load_until(
+    addr: SocketAddr,
+    n: usize,
+    max_bytes: usize,
+    max: Duration,
+    enough: impl Fn() -> bool,
+) -> Tally {
+    let t0 = Instant::now();
+    let mut t = Tally::default();
+    loop {
+        t.add(load(addr, n, max_bytes));
+        if enough() || t0.elapsed() >= max || !t.hang.is_empty() || !t.corrupt.is_empty() {
+            return t;
+        }
+    }
+}
+
 /// `n` concurrent transfers of random sizes through `addr`.
 fn load(addr: SocketAddr, n: usize, max: usize) -> Tally {
     let threads: Vec<_> = (0..n)
@@ -481,7 +509,11 @@ fn integrity_while_ports_added_and_removed() {
             outcomes
         })
     };
-    let t = load(s.tcp, conns, max);
+    // keep the load going until the churn has done at least 20 add/remove cycles
+    let c2 = cycles.clone();
+    let t = load_until(s.tcp, conns, max, Duration::from_secs(90), move || {
+        c2.load(Ordering::Relaxed) >= 20
+    });
     stop.store(true, Ordering::Relaxed);
     let racing = churn.join().unwrap();
     eprintln!(
@@ -514,7 +546,7 @@ fn service_restarts_during_load() {
         let needle = s.service.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(700));
+                std::thread::sleep(Duration::from_millis(400));
                 for p in pids_with_exact_cmdline(&needle) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(p),
@@ -525,7 +557,11 @@ fn service_restarts_during_load() {
             }
         })
     };
-    let t = load(s.tcp, conns, max);
+    // keep the load going until the service has been killed at least 5 times
+    let k2 = kills.clone();
+    let t = load_until(s.tcp, conns, max, Duration::from_secs(90), move || {
+        k2.load(Ordering::Relaxed) >= 5
+    });
     stop.store(true, Ordering::Relaxed);
     killer.join().unwrap();
     eprintln!("service killed {} times", kills.load(Ordering::Relaxed));
