@@ -233,6 +233,27 @@ if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)); then
 	chmod a+r "$demo_log"
 fi
 
+# ---- rootless Docker end to end (issue: API; ../shared/e2e/docker-rootless.sh) --------
+# As root only (the shared script installs docker.io and drops to its own user); one test
+# per port driver, on the release binaries hack/demo.sh just built (debug ones otherwise).
+if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)) && is_root && [ "${RK_SKIP_E2E:-0}" != 1 ]; then
+	e2e_bin=$ROOT/target/release
+	[ -x "$e2e_bin/rootlesskit" ] || e2e_bin=$STAGE/bin
+	for driver in builtin slirp4netns; do
+		log "[e2e] docker-rootless.sh with --port-driver=$driver"
+		e2e_log="$STAGE/logs/e2e-docker-$driver.log"
+		if (cd "$ROOT" && RK_E2E_DRIVERS=$driver RK_SHARED_DIR=${shared:-$ROOT/../shared} timeout --kill-after=30 1200 bash hack/e2e-docker.sh "$e2e_bin") >"$e2e_log" 2>&1; then
+			passed=$((passed + 1))
+			cat "$e2e_log"
+		else
+			failed=$((failed + 1))
+			tail -n 40 "$e2e_log"
+			failures+=("hack/e2e-docker.sh $driver — see $e2e_log")
+		fi
+		chmod a+r "$e2e_log"
+	done
+fi
+
 # ---- summary --------------------------------------------------------------------------
 echo
 if ((${#failures[@]})); then

@@ -173,5 +173,93 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// CPU time (ns, from schedstat) of this process's forwarder worker threads and io-wq workers.
+fn worker_cpu_ns() -> u64 {
+    let mut total = 0;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !comm.starts_with("fwd-worker") && !comm.starts_with("iou-wrk") {
+            continue;
+        }
+        let st = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        total += st
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+/// CPU cost of the forwarder itself (robust on a loaded machine, unlike wall-clock numbers):
+/// CPU seconds per GB for bulk, CPU microseconds per 64-byte round trip.
+fn cpu_report() {
+    let t = targets();
+    let data = vec![0x5au8; BULK];
+    println!("\nforwarder CPU cost (worker threads incl. io-wq):");
+    println!(
+        "{:<20} {:>12} {:>14} {:>12}",
+        "backend", "CPU-s/GB", "CPU-us/RR", "wall-us/RR"
+    );
+    let cases: Vec<(&str, Backend, bool)> = vec![
+        ("uring", Backend::UringPoll, true),
+        ("uring-splice", Backend::UringSplice, true),
+        ("epoll", Backend::Epoll, true),
+        ("copy", Backend::Copy, true),
+        ("epoll-splice-only", Backend::Epoll, false),
+        ("uring-splice-only", Backend::UringPoll, false),
+    ];
+    let only = std::env::var("FWD_BENCH_CASE").ok();
+    for (name, b, adaptive) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let f = start(b, adaptive, &t);
+        let rounds = if std::env::var_os("FWD_BENCH_NO_BULK").is_some() {
+            0
+        } else {
+            16
+        };
+        let c0 = worker_cpu_ns();
+        for _ in 0..rounds {
+            bulk_once(f.sink, &data);
+        }
+        let c1 = worker_cpu_ns();
+        let gb = (rounds * BULK) as f64 / 1e9;
+        let s_per_gb = if gb > 0.0 {
+            (c1 - c0) as f64 / 1e9 / gb
+        } else {
+            0.0
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", f.echo)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let msg = [7u8; 64];
+        let mut buf = [0u8; 64];
+        let n = 20_000;
+        let c2 = worker_cpu_ns();
+        let w0 = Instant::now();
+        for _ in 0..n {
+            s.write_all(&msg).expect("write");
+            s.read_exact(&mut buf).expect("read");
+        }
+        let wall = w0.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let c3 = worker_cpu_ns();
+        let us_per_rr = (c3 - c2) as f64 / 1e3 / n as f64;
+        println!("{name:<20} {s_per_gb:>12.3} {us_per_rr:>14.2} {wall:>12.1}");
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    let only_cpu = std::env::args().any(|a| a == "cpu");
+    if !only_cpu {
+        benches();
+    }
+    cpu_report();
+    Criterion::default().configure_from_args().final_summary();
+}

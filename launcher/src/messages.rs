@@ -52,8 +52,12 @@ pub enum Message {
 /// Errors of the handshake channel.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("handshake send: {0}")]
-    Send(#[source] io::Error),
+    #[error("handshake: send {msg}: {source}")]
+    Send {
+        msg: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("handshake receive: {0}")]
     Recv(#[source] io::Error),
     #[error("handshake peer closed the channel")]
@@ -64,8 +68,28 @@ pub enum MessageError {
     Unexpected { expected: &'static str, got: String },
 }
 
+impl Message {
+    /// The message's name, as in the handshake diagram above.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::IdmapDone => "IdmapDone",
+            Message::UserNsReady => "UserNsReady",
+            Message::Setup { .. } => "Setup",
+            Message::ChildReady => "ChildReady",
+            Message::Go => "Go",
+            Message::Error { .. } => "Error",
+        }
+    }
+}
+
 pub fn send(fd: impl AsFd, msg: &Message) -> Result<(), MessageError> {
     let buf = serde_json::to_vec(msg).map_err(|e| MessageError::Malformed(e.to_string()))?;
+    crate::debug!(
+        "handshake: send msg={} bytes={} json={}",
+        msg.name(),
+        buf.len(),
+        String::from_utf8_lossy(&buf)
+    );
     loop {
         match nix::sys::socket::send(
             fd.as_fd().as_raw_fd(),
@@ -74,7 +98,12 @@ pub fn send(fd: impl AsFd, msg: &Message) -> Result<(), MessageError> {
         ) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(MessageError::Send(e.into())),
+            Err(e) => {
+                return Err(MessageError::Send {
+                    msg: msg.name(),
+                    source: e.into(),
+                })
+            }
         }
     }
 }
@@ -100,17 +129,17 @@ pub fn recv(fd: impl AsFd) -> Result<Message, MessageError> {
 
 /// Receive and require a specific message; an `Error` from the peer becomes `Err(text)`.
 pub fn expect(fd: impl AsFd, expected: &'static str) -> Result<Message, String> {
+    crate::debug!("handshake: waiting msg={expected}");
     match recv(fd) {
-        Ok(Message::Error { message }) => Err(message),
+        Ok(Message::Error { message }) => {
+            crate::debug!(
+                "handshake: received msg=Error (expected {expected}) message={message:?}"
+            );
+            Err(message)
+        }
         Ok(m) => {
-            let name = match &m {
-                Message::IdmapDone => "IdmapDone",
-                Message::UserNsReady => "UserNsReady",
-                Message::Setup { .. } => "Setup",
-                Message::ChildReady => "ChildReady",
-                Message::Go => "Go",
-                Message::Error { .. } => "Error",
-            };
+            let name = m.name();
+            crate::debug!("handshake: received msg={name}");
             if name == expected {
                 Ok(m)
             } else {
@@ -121,7 +150,7 @@ pub fn expect(fd: impl AsFd, expected: &'static str) -> Result<Message, String> 
                 .to_string())
             }
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("{e} (while waiting for {expected})")),
     }
 }
 

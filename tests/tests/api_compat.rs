@@ -51,14 +51,14 @@ fn rktest() -> (u32, u32) {
 
 /// Preconditions of every test here; printed reason and false when not met.
 fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: must run as root (servers run as rktest)");
-        return false;
-    }
-    if !Path::new("/usr/bin/rootlesskit").exists() || !Path::new("/usr/bin/rootlessctl").exists() {
-        eprintln!("skipping: Debian's rootlesskit 1.1.0 is not installed");
-        return false;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "must run as root (the servers run as rktest): these tests belong to the as_root phase of hack/test.sh"
+    );
+    assert!(
+        Path::new("/usr/bin/rootlesskit").exists() && Path::new("/usr/bin/rootlessctl").exists(),
+        "Debian's rootlesskit 1.1.0 is not installed: apt-get install rootlesskit (hack/test.sh does)"
+    );
     true
 }
 
@@ -158,7 +158,7 @@ fn sorted_lines(s: &str, keep_first: bool) -> Vec<String> {
 }
 
 #[test]
-fn rootlessctl_matches_debian_against_go_server() {
+fn rootlessctl_matches_debian_against_go_server_as_root() {
     if !can_run() {
         return;
     }
@@ -420,7 +420,7 @@ fn list_json(sock: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn docker_proxy_against_go_and_our_servers() {
+fn docker_proxy_against_go_and_our_servers_as_root() {
     if !can_run() {
         return;
     }
@@ -700,7 +700,7 @@ fn req(method: &str, path: &str) -> Vec<u8> {
 }
 
 #[test]
-fn our_rootlesskit_api_matches_go() {
+fn our_rootlesskit_api_matches_go_as_root() {
     if !can_run() {
         return;
     }
@@ -882,7 +882,7 @@ fn our_rootlesskit_api_matches_go() {
 
 /// rootlesskit-rs extension: `GET /v1/ports/{id}/stats` counts real forwarded traffic.
 #[test]
-fn stats_extension_counts_forwarded_traffic() {
+fn stats_extension_counts_forwarded_traffic_as_root() {
     if !can_run() {
         return;
     }
@@ -946,7 +946,7 @@ fn stats_extension_counts_forwarded_traffic() {
 /// `--net=host` (no network driver, no port driver): info without `networkDriver` and
 /// `portDriver`; every port call answers `no PortDriver is available`, byte for byte as Go.
 #[test]
-fn our_rootlesskit_without_drivers_matches_go() {
+fn our_rootlesskit_without_drivers_matches_go_as_root() {
     if !can_run() {
         return;
     }

@@ -23,6 +23,10 @@ fn bin() -> &'static Path {
         if let Some(p) = std::env::var_os("ROOTLESSKIT_BIN") {
             return PathBuf::from(p);
         }
+        // hack/test.sh stages the built binaries and names their directory.
+        if let Some(d) = std::env::var_os("RK_BIN_DIR") {
+            return PathBuf::from(d).join("rootlesskit");
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
@@ -47,10 +51,11 @@ fn bin() -> &'static Path {
 fn can_run() -> bool {
     let root = nix::unistd::geteuid().is_root();
     let user = nix::unistd::User::from_name(USER).ok().flatten().is_some();
-    if !(root && user) {
-        eprintln!("skipped: needs root and the user {USER}");
-    }
-    root && user
+    assert!(
+        root && user,
+        "needs root and the user {USER}: these tests belong to the as_root phase of hack/test.sh"
+    );
+    true
 }
 
 /// A temporary directory removed on drop.
@@ -155,7 +160,7 @@ fn passing_subid_file(path: &str) -> String {
 }
 
 #[test]
-fn host_passes_for_default_flags() {
+fn host_passes_for_default_flags_as_root() {
     if !can_run() {
         return;
     }
@@ -167,7 +172,7 @@ fn host_passes_for_default_flags() {
 }
 
 #[test]
-fn max_user_namespaces_zero() {
+fn max_user_namespaces_zero_as_root() {
     if !can_run() {
         return;
     }
@@ -187,7 +192,7 @@ fn max_user_namespaces_zero() {
 }
 
 #[test]
-fn subuid_line_moved_away() {
+fn subuid_line_moved_away_as_root() {
     if !can_run() {
         return;
     }
@@ -209,7 +214,7 @@ fn subuid_line_moved_away() {
 }
 
 #[test]
-fn subgid_range_too_small() {
+fn subgid_range_too_small_as_root() {
     if !can_run() {
         return;
     }
@@ -232,7 +237,7 @@ fn subgid_range_too_small() {
 }
 
 #[test]
-fn newuidmap_without_setuid() {
+fn newuidmap_without_setuid_as_root() {
     if !can_run() {
         return;
     }
@@ -250,7 +255,7 @@ fn newuidmap_without_setuid() {
 }
 
 #[test]
-fn dev_net_tun_not_accessible() {
+fn dev_net_tun_not_accessible_as_root() {
     if !can_run() {
         return;
     }
@@ -269,7 +274,7 @@ fn dev_net_tun_not_accessible() {
 }
 
 #[test]
-fn network_driver_binary_missing_and_present() {
+fn network_driver_binary_missing_and_present_as_root() {
     if !can_run() {
         return;
     }
@@ -301,7 +306,7 @@ fn network_driver_binary_missing_and_present() {
 }
 
 #[test]
-fn privileged_publish_port() {
+fn privileged_publish_port_as_root() {
     if !can_run() {
         return;
     }
@@ -328,7 +333,7 @@ fn privileged_publish_port() {
 }
 
 #[test]
-fn io_uring_disabled_selects_epoll() {
+fn io_uring_disabled_selects_epoll_as_root() {
     if !can_run() {
         return;
     }
@@ -347,7 +352,7 @@ fn io_uring_disabled_selects_epoll() {
 }
 
 #[test]
-fn pipe_budget_too_small() {
+fn pipe_budget_too_small_as_root() {
     if !can_run() {
         return;
     }
@@ -367,7 +372,7 @@ fn pipe_budget_too_small() {
 }
 
 #[test]
-fn invalid_flags_fail_before_checking() {
+fn invalid_flags_fail_before_checking_as_root() {
     if !can_run() {
         return;
     }

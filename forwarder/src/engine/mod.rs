@@ -416,6 +416,12 @@ impl Forwarder {
     }
 }
 
+// The API server calls add/remove from other threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Forwarder>();
+};
+
 impl Drop for Forwarder {
     fn drop(&mut self) {
         self.stop();

@@ -135,6 +135,9 @@ pub(crate) struct Conn {
     stats: Arc<Counters>,
     fds: [Option<OwnedFd>; 2],
     registered: [bool; 2],
+    /// Side no longer needed (read EOF and our FIN sent to it): deregistered for good, so a
+    /// level-triggered EPOLLHUP cannot spin while the other side drains.
+    retired: [bool; 2],
     interest: [Interest; 2],
     state: State,
     target: SocketAddr,
@@ -460,6 +463,7 @@ impl Worker {
             stats,
             fds: [Some(client), None],
             registered: [false, false],
+            retired: [false, false],
             interest: [Interest::NONE, Interest::NONE],
             state: State::SockWait(Instant::now()),
             target,
@@ -635,6 +639,17 @@ impl Worker {
                 continue;
             };
             let t = token(T_SIDE0 + s as u64, k);
+            if c.retired[s] {
+                continue;
+            }
+            if c.state == State::Open && c.dirs[s].fin_rcvd && c.dirs[1 - s].fin_sent {
+                if c.registered[s] {
+                    self.poller.delete(fd.as_fd(), t);
+                    c.registered[s] = false;
+                }
+                c.retired[s] = true;
+                continue;
+            }
             if !c.registered[s] {
                 if self.poller.add(fd.as_fd(), t, want).is_ok() {
                     c.registered[s] = true;
@@ -766,6 +781,7 @@ fn splice_dir(
     };
     let base = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
     let mut budget_left = 4 * dir.pipe.as_ref().map(|p| p.cap).unwrap_or(PIPE_MIN);
+    let mut drained = false;
     loop {
         if dir.pending > 0 {
             let Some(p) = dir.pipe.as_ref() else {
@@ -804,6 +820,14 @@ fn splice_dir(
             }
             return Ok(false);
         }
+        if drained {
+            // The last read was short (socket drained) and the pipe is flushed: skip the read
+            // that would only return EAGAIN. Keep the pipe only while it holds data.
+            if let Some(p) = dir.pipe.take() {
+                pipes.put(p);
+            }
+            return Ok(false);
+        }
         if *moved >= budget_left {
             // Yield to other connections; level-triggered readiness brings us back.
             return Ok(false);
@@ -826,6 +850,9 @@ fn splice_dir(
             Ok(0) => dir.fin_rcvd = true,
             Ok(n) => {
                 dir.pending += n;
+                if n < room {
+                    drained = true;
+                }
                 if n == room && room == p.cap {
                     dir.fills = dir.fills.saturating_add(1);
                     if dir.fills >= 4 && p.grow() {
@@ -920,6 +947,11 @@ fn copy_dir(
                 if dir.adaptive && n == scratch.len() {
                     dir.mode = Mode::Splice;
                     dir.adaptive = false;
+                }
+                if n < scratch.len() && dir.buf_off >= dir.buf.len() {
+                    // A short read drained the socket: skip the read that would only return
+                    // EAGAIN; level-triggered readiness reports new data or EOF.
+                    return Ok(());
                 }
             }
             Err(e) if sys::errno(&e) == libc::EINTR => {}

@@ -189,6 +189,13 @@ impl Client {
         let r = self.request("DELETE", &format!("/v1/ports/{id}"), None)?;
         Self::check(&r)
     }
+
+    /// rootlesskit-rs extension `GET /v1/ports/{id}/stats` (RootlessKit answers 404 there).
+    pub fn port_stats(&self, id: i64) -> Result<crate::port::PortStats, ClientError> {
+        let r = self.request("GET", &format!("/v1/ports/{id}/stats"), None)?;
+        Self::check(&r)?;
+        Self::decode(&r)
+    }
 }
 
 /// Read one HTTP/1.x response (head with httparse, then a sized, chunked or close-delimited

@@ -2,6 +2,7 @@
 //! help and usage texts, Go `flag` parsing, tabwriter table, `json.Marshal(Indent)` output).
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use launcher::api::client::Client;
@@ -23,6 +24,9 @@ enum Cmd {
     AddPorts,
     RemovePorts,
     Info,
+    /// rootlesskit-rs extension; not listed in the app help, which stays byte-identical to
+    /// RootlessKit's.
+    Stats,
     Help,
 }
 
@@ -33,12 +37,16 @@ impl Cmd {
             "add-ports" => Cmd::AddPorts,
             "remove-ports" => Cmd::RemovePorts,
             "info" => Cmd::Info,
+            "stats" => Cmd::Stats,
             "help" | "h" => Cmd::Help,
             _ => return None,
         })
     }
     fn has_json(self) -> bool {
-        matches!(self, Cmd::ListPorts | Cmd::AddPorts | Cmd::Info)
+        matches!(
+            self,
+            Cmd::ListPorts | Cmd::AddPorts | Cmd::Info | Cmd::Stats
+        )
     }
     /// Help of a command; `with_help_flag` is true for `cmd --help` (urfave lists its own
     /// `--help` flag then) and false for `help cmd`.
@@ -56,6 +64,14 @@ impl Cmd {
         match self {
             Cmd::ListPorts => simple("list-ports", "List ports", "[flags]"),
             Cmd::Info => simple("info", "Show info", "[flags]"),
+            Cmd::Stats => format!(
+                "NAME:\n   rootlessctl stats - Show traffic statistics of ports (rootlesskit-rs extension)\n\nUSAGE:\n   rootlessctl stats [command options] [flags] [ID...]\n\nDESCRIPTION:\n   Per published port (all ports, or the given IDs): active and total TCP connections or UDP flows, bytes in (host -> namespace) and out, errors. Needs the builtin port driver.\n\nOPTIONS:\n   --json              Prints as JSON, one object per port and line (default: false)\n   --watch[=INTERVAL]  Redraw every INTERVAL (default 1s; e.g. 500ms, 2s, 1.5) with rates per second, until interrupted\n{}",
+                if with_help_flag {
+                    "   --help, -h          show help (default: false)\n   \n"
+                } else {
+                    "   \n"
+                }
+            ),
             Cmd::AddPorts => format!(
                 "NAME:\n   rootlessctl add-ports - Add ports\n\nUSAGE:\n   rootlessctl add-ports [command options] [flags] PARENTIP:PARENTPORT:CHILDPORT/PROTO [PARENTIP:PARENTPORT:CHILDPORT/PROTO...]\n\nDESCRIPTION:\n   Add exposed ports. The port spec is similar to `docker run -p`. e.g. \"127.0.0.1:8080:80/tcp\".\n\nOPTIONS:\n{json}"
             ),
@@ -74,6 +90,8 @@ struct Flags {
     help: bool,
     version: bool,
     json: bool,
+    /// `stats --watch[=INTERVAL]`.
+    watch: Option<Duration>,
     rest: Vec<String>,
 }
 
@@ -89,8 +107,9 @@ fn parse_bool(v: &str, name: &str) -> Result<bool, String> {
 }
 
 /// Go's `flag` parsing: `-f`, `--f`, `-f=v`, `-f v` (non-bool), stops at the first non-flag or
-/// after `--`. `global` selects the app's flag set, else a command's (`--json` if `json`).
-fn parse_flags(args: &[String], global: bool, json: bool) -> Result<Flags, String> {
+/// after `--`. `global` selects the app's flag set, else a command's (`--json` if `json`,
+/// `--watch[=INTERVAL]` if `watch`).
+fn parse_flags(args: &[String], global: bool, json: bool, watch: bool) -> Result<Flags, String> {
     let mut f = Flags::default();
     let mut i = 0;
     while i < args.len() {
@@ -119,6 +138,17 @@ fn parse_flags(args: &[String], global: bool, json: bool) -> Result<Flags, Strin
             "debug" if global => f.debug = bool_flag(value)?,
             "version" | "v" if global => f.version = bool_flag(value)?,
             "json" if json => f.json = bool_flag(value)?,
+            "watch" if watch => {
+                f.watch = Some(match value {
+                    None => Duration::from_secs(1),
+                    Some(v) => parse_interval(v).map_err(|e| {
+                        format!(
+                            "invalid value {} for flag -watch: {e}",
+                            forwarder::spec::go_quote(v)
+                        )
+                    })?,
+                })
+            }
             "socket" if global => {
                 let v = match value {
                     Some(v) => v.to_string(),
@@ -291,9 +321,243 @@ fn run_cmd(cmd: Cmd, g: &Flags, f: &Flags, out: &mut dyn Write) -> Result<()> {
                 writeln!(out, "{id}")?;
             }
         }
+        Cmd::Stats => {
+            let ids = f
+                .rest
+                .iter()
+                .map(|s| forwarder::spec::go_atoi(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!(e))?;
+            let c = client(&g.socket)?;
+            match f.watch {
+                None => {
+                    let rows = stats::collect(&c, &ids)?;
+                    out.write_all(stats::render(&rows, None, f.json).as_bytes())?;
+                }
+                Some(interval) => stats::watch(&c, &ids, interval, f.json, out)?,
+            }
+        }
         Cmd::Help => {}
     }
     Ok(())
+}
+
+/// `--watch` interval: a Go duration (`500ms`, `2s`, `1m`, `1.5s`) or bare seconds (`2`, `0.5`).
+fn parse_interval(v: &str) -> Result<Duration, String> {
+    let (num, unit) = match v.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| "not a duration".to_string())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?}")),
+    };
+    if !(0.01..=86400.0).contains(&secs) {
+        return Err("interval must be between 10ms and 24h".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `rootlessctl stats`: per-port counters from the `GET /v1/ports/{id}/stats` extension.
+mod stats {
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+    use forwarder::PortSpec;
+    use launcher::api::client::{Client, ClientError};
+    use launcher::port::PortStats;
+
+    /// One port: its spec (None when it vanished between the list and the stats call) and
+    /// counters.
+    pub struct Row {
+        pub spec: Option<PortSpec>,
+        pub stats: PortStats,
+    }
+
+    /// Counters of `ids` (every published port when empty). With no explicit IDs, a port
+    /// removed between the listing and its stats request is skipped.
+    pub fn collect(c: &Client, ids: &[i64]) -> Result<Vec<Row>, ClientError> {
+        let ports = c.list_ports()?;
+        let explicit = !ids.is_empty();
+        let ids: Vec<i64> = if explicit {
+            ids.to_vec()
+        } else {
+            ports.iter().map(|p| p.id).collect()
+        };
+        let mut rows = Vec::new();
+        for id in ids {
+            match c.port_stats(id) {
+                Ok(stats) => rows.push(Row {
+                    spec: ports.iter().find(|p| p.id == id).map(|p| p.spec.clone()),
+                    stats,
+                }),
+                Err(ClientError::Api(m)) if !explicit && m.starts_with("unknown id") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Rates per second between two samples.
+    #[derive(Clone, Copy, Default)]
+    pub struct Rates {
+        pub conns: f64,
+        pub bytes_in: f64,
+        pub bytes_out: f64,
+    }
+
+    /// `1023 B`, `1.0 KiB`, `12.3 MiB` (IEC units).
+    pub fn human_bytes(n: f64) -> String {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        if n < 1024.0 {
+            return format!("{n:.0} B");
+        }
+        let mut v = n / 1024.0;
+        let mut i = 0;
+        while v >= 1024.0 && i + 1 < UNITS.len() {
+            v /= 1024.0;
+            i += 1;
+        }
+        format!("{v:.1} {}", UNITS[i])
+    }
+
+    fn addr(ip: &str, port: i64, empty_ip: &str) -> String {
+        match ip {
+            "" => format!("{empty_ip}:{port}"),
+            ip if ip.contains(':') => format!("[{ip}]:{port}"),
+            ip => format!("{ip}:{port}"),
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct JsonLine<'a> {
+        #[serde(flatten)]
+        stats: &'a PortStats,
+        #[serde(rename = "connsPerSec", skip_serializing_if = "Option::is_none")]
+        conns: Option<f64>,
+        #[serde(rename = "bytesInPerSec", skip_serializing_if = "Option::is_none")]
+        bytes_in: Option<f64>,
+        #[serde(rename = "bytesOutPerSec", skip_serializing_if = "Option::is_none")]
+        bytes_out: Option<f64>,
+    }
+
+    /// The table (or JSON lines). `rates`: Some in watch mode (one entry per row; None for a
+    /// row without a previous sample).
+    pub fn render(rows: &[Row], rates: Option<&[Option<Rates>]>, json: bool) -> String {
+        let mut out = String::new();
+        if json {
+            for (i, r) in rows.iter().enumerate() {
+                let rt = rates.and_then(|v| v.get(i).copied().flatten());
+                let line = JsonLine {
+                    stats: &r.stats,
+                    conns: rt.map(|r| round2(r.conns)),
+                    bytes_in: rt.map(|r| round2(r.bytes_in)),
+                    bytes_out: rt.map(|r| round2(r.bytes_out)),
+                };
+                out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+                out.push('\n');
+            }
+            return out;
+        }
+        let mut header = vec!["ID", "PROTO", "PARENT", "CHILD", "ACTIVE", "TOTAL"];
+        if rates.is_some() {
+            header.push("NEW/s");
+        }
+        header.extend(["IN", "OUT"]);
+        if rates.is_some() {
+            header.extend(["IN/s", "OUT/s"]);
+        }
+        header.push("ERRORS");
+        let mut table = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+        for (i, r) in rows.iter().enumerate() {
+            let s = &r.stats;
+            let (proto, parent, child) = match &r.spec {
+                Some(sp) => (
+                    sp.proto.clone(),
+                    addr(&sp.parent_ip, sp.parent_port, "*"),
+                    addr(&sp.child_ip, sp.child_port, ""),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let rt = rates.map(|v| v.get(i).copied().flatten().unwrap_or_default());
+            let mut row = vec![
+                s.id.to_string(),
+                proto,
+                parent,
+                child,
+                s.active.to_string(),
+                s.total.to_string(),
+            ];
+            if let Some(rt) = rt {
+                row.push(format!("{:.1}", rt.conns));
+            }
+            row.push(human_bytes(s.bytes_in as f64));
+            row.push(human_bytes(s.bytes_out as f64));
+            if let Some(rt) = rt {
+                row.push(format!("{}/s", human_bytes(rt.bytes_in)));
+                row.push(format!("{}/s", human_bytes(rt.bytes_out)));
+            }
+            row.push(s.errors.to_string());
+            table.push(row);
+        }
+        super::tabwrite(&table)
+    }
+
+    fn round2(v: f64) -> f64 {
+        (v * 100.0).round() / 100.0
+    }
+
+    fn rate(cur: u64, prev: u64, secs: f64) -> f64 {
+        cur.saturating_sub(prev) as f64 / secs
+    }
+
+    /// Redraw every `interval` until killed (SIGINT). The table mode clears the screen
+    /// first; JSON mode appends one batch of lines per interval.
+    pub fn watch(
+        c: &Client,
+        ids: &[i64],
+        interval: Duration,
+        json: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let mut prev: Option<(Instant, HashMap<i64, PortStats>)> = None;
+        loop {
+            let rows = collect(c, ids)?;
+            let now = Instant::now();
+            let rates: Vec<Option<Rates>> = rows
+                .iter()
+                .map(|r| {
+                    let (t, m) = prev.as_ref()?;
+                    let p = m.get(&r.stats.id)?;
+                    let secs = now.duration_since(*t).as_secs_f64().max(1e-3);
+                    Some(Rates {
+                        conns: rate(r.stats.total, p.total, secs),
+                        bytes_in: rate(r.stats.bytes_in, p.bytes_in, secs),
+                        bytes_out: rate(r.stats.bytes_out, p.bytes_out, secs),
+                    })
+                })
+                .collect();
+            let body = render(&rows, Some(&rates), json);
+            if json {
+                out.write_all(body.as_bytes())?;
+            } else {
+                // Clear the screen, cursor home, then the table.
+                let title = format!(
+                    "Every {:?}: rootlessctl stats (Ctrl-C to quit)\n\n",
+                    interval
+                );
+                out.write_all(format!("\x1b[H\x1b[2J{title}{body}").as_bytes())?;
+            }
+            out.flush()?;
+            prev = Some((now, rows.iter().map(|r| (r.stats.id, r.stats)).collect()));
+            std::thread::sleep(interval);
+        }
+    }
 }
 
 fn main() {
@@ -319,7 +583,7 @@ fn real_main(args: &[String]) -> Exit {
         eprintln!("error: {e}");
         Exit::Code(1)
     };
-    let g = match parse_flags(args, true, false) {
+    let g = match parse_flags(args, true, false, false) {
         Ok(g) => g,
         Err(e) => return usage_err(&mut stdout, ".", &e, &app_help()),
     };
@@ -339,7 +603,7 @@ fn real_main(args: &[String]) -> Exit {
         eprintln!("No help topic for '{name}'");
         return Exit::Code(3);
     };
-    let f = match parse_flags(&g.rest[1..], false, cmd.has_json()) {
+    let f = match parse_flags(&g.rest[1..], false, cmd.has_json(), cmd == Cmd::Stats) {
         Ok(f) => f,
         Err(e) => return usage_err(&mut stdout, ":", &e, &cmd.help(true)),
     };
@@ -408,27 +672,103 @@ mod tests {
             &a(&["-socket", "/x", "--debug", "list-ports", "--json"]),
             true,
             false,
+            false,
         )
         .unwrap();
         assert_eq!(f.socket.as_deref(), Some("/x"));
         assert!(f.debug);
         assert_eq!(f.rest, a(&["list-ports", "--json"]));
         assert_eq!(
-            parse_flags(&a(&["-x"]), true, false).err().unwrap(),
+            parse_flags(&a(&["-x"]), true, false, false).err().unwrap(),
             "flag provided but not defined: -x"
         );
         assert_eq!(
-            parse_flags(&a(&["--socket"]), true, false).err().unwrap(),
+            parse_flags(&a(&["--socket"]), true, false, false)
+                .err()
+                .unwrap(),
             "flag needs an argument: -socket"
         );
         assert_eq!(
-            parse_flags(&a(&["--json=maybe"]), false, true)
+            parse_flags(&a(&["--json=maybe"]), false, true, false)
                 .err()
                 .unwrap(),
             "invalid boolean value \"maybe\" for -json: parse error"
         );
-        let f = parse_flags(&a(&["--json=false", "--", "-5"]), false, true).unwrap();
+        let f = parse_flags(&a(&["--json=false", "--", "-5"]), false, true, false).unwrap();
         assert!(!f.json);
         assert_eq!(f.rest, a(&["-5"]));
+    }
+
+    #[test]
+    fn stats_units_and_intervals() {
+        use stats::human_bytes;
+        assert_eq!(human_bytes(0.0), "0 B");
+        assert_eq!(human_bytes(1023.0), "1023 B");
+        assert_eq!(human_bytes(1024.0), "1.0 KiB");
+        assert_eq!(human_bytes(12.3 * 1024.0 * 1024.0), "12.3 MiB");
+        assert_eq!(human_bytes(5.0 * (1u64 << 40) as f64), "5.0 TiB");
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_interval("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_interval("0").is_err());
+        assert!(parse_interval("2h").is_err());
+        assert!(parse_interval("x").is_err());
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = parse_flags(&a(&["--watch", "--json", "3"]), false, true, true).unwrap();
+        assert_eq!(f.watch, Some(Duration::from_secs(1)));
+        assert_eq!(f.rest, a(&["3"]));
+        let f = parse_flags(&a(&["--watch=250ms"]), false, true, true).unwrap();
+        assert_eq!(f.watch, Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_flags(&a(&["--watch"]), false, true, false)
+                .err()
+                .unwrap(),
+            "flag provided but not defined: -watch"
+        );
+    }
+
+    #[test]
+    fn stats_table_and_json() {
+        let rows = vec![
+            stats::Row {
+                spec: Some(forwarder::PortSpec::parse("127.0.0.1:8080:80/tcp").unwrap()),
+                stats: launcher::port::PortStats {
+                    id: 1,
+                    active: 2,
+                    total: 17,
+                    bytes_in: 10240,
+                    bytes_out: 12_897_485,
+                    errors: 0,
+                },
+            },
+            stats::Row {
+                spec: Some(forwarder::PortSpec::parse(":5353:[::1]:53/udp6").unwrap()),
+                stats: launcher::port::PortStats {
+                    id: 12,
+                    ..Default::default()
+                },
+            },
+        ];
+        assert_eq!(
+            stats::render(&rows, None, false),
+            "ID    PROTO    PARENT            CHILD       ACTIVE    TOTAL    IN          OUT         ERRORS    \n\
+             1     tcp      127.0.0.1:8080    :80         2         17       10.0 KiB    12.3 MiB    0         \n\
+             12    udp6     *:5353            [::1]:53    0         0        0 B         0 B         0         \n"
+        );
+        assert_eq!(
+            stats::render(&rows[..1], None, true),
+            "{\"id\":1,\"active\":2,\"total\":17,\"bytesIn\":10240,\"bytesOut\":12897485,\"errors\":0}\n"
+        );
+        let rates = [Some(stats::Rates {
+            conns: 1.0,
+            bytes_in: 2048.0,
+            bytes_out: 10.0,
+        })];
+        let t = stats::render(&rows[..1], Some(&rates), false);
+        assert!(t.starts_with("ID    PROTO    PARENT            CHILD    ACTIVE    TOTAL    NEW/s    IN          OUT         IN/s         OUT/s     ERRORS"), "{t}");
+        assert!(t.contains("2.0 KiB/s"), "{t}");
+        assert!(stats::render(&rows[..1], Some(&rates), true)
+            .contains(",\"connsPerSec\":1.0,\"bytesInPerSec\":2048.0,\"bytesOutPerSec\":10.0}"));
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::Options;
 use crate::messages::{self, Message};
-use crate::{error, log};
+use crate::{debug, error, log};
 
 /// Everything the child receives from the parent at clone time.
 pub struct ChildArgs {
@@ -53,17 +53,29 @@ pub fn run(args: ChildArgs) -> ! {
 }
 
 fn setup(a: &ChildArgs) -> Result<(), String> {
+    debug!(
+        "child started pid={} launcher_pid={} state_dir={}",
+        std::process::id(),
+        a.launcher_pid,
+        a.state_dir.display()
+    );
     a.opts.validate_child().map_err(|e| e.to_string())?;
     // The parent holds the other end; if it dies we get EOF (and pdeathsig kills us anyway).
     messages::expect(&a.handshake, "IdmapDone")?;
     arm_pdeathsig(a)?;
     if a.opts.pidns {
-        if let Err(e) = mounts::mount_proc() {
-            crate::warn!("{e}");
+        match mounts::mount_proc() {
+            Ok(()) => debug!("mounted /proc for the new pid namespace"),
+            Err(e) => crate::warn!("{e}"),
         }
     }
     let detached = if a.opts.detach_netns {
-        Some(create_detached_netns(&a.state_dir)?)
+        let p = create_detached_netns(&a.state_dir)?;
+        debug!(
+            "created the detached network namespace path={}",
+            p.display()
+        );
+        Some(p)
     } else {
         None
     };
@@ -74,14 +86,26 @@ fn setup(a: &ChildArgs) -> Result<(), String> {
         source_ip_transparent,
     } = messages::expect(&a.handshake, "Setup")?
     else {
-        return Err("handshake: expected Setup".into());
+        return Err("handshake: expected Setup, got another message".into());
     };
+    debug!("setting mount propagation mode={}", a.opts.propagation);
     mounts::set_propagation(&a.opts.propagation).map_err(|e| e.to_string())?;
+    if !a.opts.copy_up.is_empty() {
+        debug!("copy-up dirs={:?}", a.opts.copy_up);
+    }
     mounts::copy_up(&a.opts.copy_up).map_err(|e| e.to_string())?;
+    debug!(
+        "configuring the network config={}",
+        serde_json::to_string(&network).unwrap_or_default()
+    );
     crate::network::configure_child(&network, &a.state_dir, detached.as_deref())
         .map_err(|e| e.to_string())?;
+    debug!("network configured");
     if builtin_port_driver {
         start_port_child(a, detached.clone(), source_ip_transparent)?;
+        debug!(
+            "builtin port driver child side started source_ip_transparent={source_ip_transparent}"
+        );
     }
     messages::send(&a.handshake, &Message::ChildReady).map_err(|e| e.to_string())?;
     messages::expect(&a.handshake, "Go")?;
@@ -113,9 +137,9 @@ fn start_port_child(
     let fd = a
         .port_channel
         .as_ref()
-        .ok_or("builtin port driver: missing channel")?
+        .ok_or("builtin port driver (child side): the port channel was not passed")?
         .try_clone()
-        .map_err(|e| format!("builtin port driver: dup channel: {e}"))?;
+        .map_err(|e| format!("builtin port driver (child side): dup of the port channel: {e}"))?;
     std::thread::Builder::new()
         .name("port-child".into())
         .spawn(move || {
@@ -123,7 +147,9 @@ fn start_port_child(
                 crate::error!("builtin port driver (child side): {e}");
             }
         })
-        .map_err(|e| format!("builtin port driver: spawn thread: {e}"))?;
+        .map_err(|e| {
+            format!("builtin port driver (child side): failed to spawn its thread: {e}")
+        })?;
     Ok(())
 }
 
@@ -166,7 +192,10 @@ fn create_detached_netns(state_dir: &Path) -> Result<PathBuf, String> {
                 )),
             }
         }
-        Err(e) => Err(format!("fork for --detach-netns: {e}")),
+        Err(e) => Err(format!(
+            "fork for --detach-netns (creating {}): {e}",
+            path.display()
+        )),
     }
 }
 
@@ -178,10 +207,14 @@ pub fn arm_pdeathsig(a: &ChildArgs) -> Result<(), String> {
     } else {
         libc::SIGKILL
     };
-    crate::sys::set_pdeathsig_raw(sig).map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    crate::sys::set_pdeathsig_raw(sig)
+        .map_err(|e| format!("prctl(PR_SET_PDEATHSIG, {sig}): {e}"))?;
     if let Some(p) = a.parent_pid {
         if nix::unistd::getppid() != p {
-            return Err("the parent exited during start-up".into());
+            return Err(format!(
+                "the parent (pid {p}) exited during start-up (parent is now pid {})",
+                nix::unistd::getppid()
+            ));
         }
     }
     Ok(())

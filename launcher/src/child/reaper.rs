@@ -10,8 +10,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{reaper_enabled, ChildArgs};
-use crate::error;
 use crate::sys::{go_signal_name, is_forwarded, kill_raw};
+use crate::{debug, error};
 
 /// Go's `exec.LookPath`: names with a slash are used as is; others are searched in `$PATH`.
 pub fn look_path(name: &str) -> Result<PathBuf, String> {
@@ -54,7 +54,12 @@ pub fn run_command(a: &ChildArgs) -> i32 {
         }
     };
     let reaper = reaper_enabled(&a.opts);
-    let mut cmd = if socket_activation(a.launcher_pid) {
+    let activation = socket_activation(a.launcher_pid);
+    debug!(
+        "executing command argv={argv:?} path={} reaper={reaper} socket_activation={activation}",
+        path.display()
+    );
+    let mut cmd = if activation {
         // systemd socket activation: fds 3.. are inherited unchanged (nothing of ours is
         // without O_CLOEXEC); LISTEN_PID must name the command, whose PID is only known after
         // fork, so a tiny helper (this binary) sets it to its own PID and execs the command.
@@ -87,7 +92,9 @@ pub fn run_command(a: &ChildArgs) -> i32 {
     let pid = Pid::from_raw(child.id() as i32);
     // `child` (std's handle) is never waited through std: we reap with waitpid ourselves.
     std::mem::forget(child);
+    debug!("command started pid={pid}");
     let status = wait_forwarding(&a.signals, pid, reaper, a.parent_pid);
+    debug!("command exited pid={pid} status=\"{status}\"");
     match status {
         Status::Code(0) => 0,
         Status::Code(c) => {
@@ -120,11 +127,12 @@ fn socket_activation(launcher_pid: i32) -> bool {
 pub fn run_activation_helper() -> ! {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
+    crate::log::set_role(crate::log::Role::Child);
     std::env::remove_var(ACTIVATION_HELPER_ENV);
     std::env::set_var("LISTEN_PID", std::process::id().to_string());
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() < 2 {
-        eprintln!("rootlesskit: activation helper: missing command");
+        error!("systemd activation helper: missing the command argument (argv={args:?})");
         std::process::exit(1);
     }
     let to_c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).unwrap_or_default();
@@ -132,9 +140,10 @@ pub fn run_activation_helper() -> ! {
     let mut argv = vec![to_c(&args[0])];
     argv.extend(args[2..].iter().map(|a| to_c(a)));
     let err = nix::unistd::execv(&path, &argv).unwrap_err();
-    eprintln!(
-        "rootlesskit: activation helper: exec {}: {err}",
-        args[1].to_string_lossy()
+    error!(
+        "systemd activation helper: exec {} (argv[0] {}): {err}",
+        args[1].to_string_lossy(),
+        args[0].to_string_lossy()
     );
     std::process::exit(1);
 }
@@ -153,6 +162,16 @@ fn go_errno_text(e: &std::io::Error) -> String {
 pub enum Status {
     Code(i32),
     Signal(i32),
+}
+
+/// Go's `ProcessState.String()` style: `exit status 3`, `signal: killed`.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Code(c) => write!(f, "exit status {c}"),
+            Status::Signal(s) => write!(f, "signal: {}", go_signal_name(*s)),
+        }
+    }
 }
 
 impl Status {

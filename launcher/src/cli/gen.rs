@@ -161,6 +161,7 @@ pub fn man_rootlessctl() -> String {
          .TP\n\\fBadd\\-ports\\fR [\\fB\\-\\-json\\fR] \\fISPEC\\fR...\nAdd ports; \\fISPEC\\fR is [\\fIPARENTIP\\fR]:\\fIPARENTPORT\\fR:[\\fICHILDIP\\fR:]\\fICHILDPORT\\fR/\\fIPROTO\\fR. Prints the ID of each port.\n\
          .TP\n\\fBremove\\-ports\\fR \\fIID\\fR...\nRemove ports.\n\
          .TP\n\\fBinfo\\fR [\\fB\\-\\-json\\fR]\nShow info.\n\
+         .TP\n\\fBstats\\fR [\\fB\\-\\-json\\fR] [\\fB\\-\\-watch\\fR[=\\fIINTERVAL\\fR]] [\\fIID\\fR...]\nTraffic statistics of published ports (rootlesskit\\-rs extension; builtin port driver only; not listed by \\fBrootlessctl help\\fR, whose output matches RootlessKit's): active and total TCP connections or UDP flows, bytes in (host to namespace) and out in IEC units, errors. \\fB\\-\\-json\\fR prints the API object of each port on its own line. \\fB\\-\\-watch\\fR clears the screen and redraws every \\fIINTERVAL\\fR (default 1s; \\fB500ms\\fR, \\fB2s\\fR, \\fB1m\\fR or bare seconds) with new connections, bytes in and bytes out per second, until interrupted; with \\fB\\-\\-json\\fR it appends one batch of lines per interval with \\fBconnsPerSec\\fR, \\fBbytesInPerSec\\fR and \\fBbytesOutPerSec\\fR.\n\
          .TP\n\\fBhelp\\fR, \\fBh\\fR\nShows a list of commands or help for one command.\n\
          .SH EXIT STATUS\n0 on success, 1 on error (\\fBerror: ...\\fR on stderr), 3 for an unknown command.\n\
          .SH SEE ALSO\n\\fBrootlesskit\\fR(1)\n",

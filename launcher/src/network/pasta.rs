@@ -90,6 +90,11 @@ pub fn build_args(
     ];
     if a.disable_host_loopback {
         v.push("--no-map-gw".into());
+        // pasta forwards namespace connections to ports bound on the host's loopback by
+        // default (`-T auto -U auto`, spliced); that is exactly what this flag forbids
+        // (RootlessKit PR #612 blocks the splice path too).
+        v.push("--tcp-ns=none".into());
+        v.push("--udp-ns=none".into());
     }
     if !a.ipv6 {
         v.push("--ipv4-only".into());

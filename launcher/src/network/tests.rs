@@ -144,7 +144,7 @@ fn pasta_argv() {
     a.pid_file = Some("/s/.pasta.pid".into());
     assert_eq!(
         build_args(&a, 77, Some(Path::new("/proc/77/root/s/netns"))).unwrap().join(" "),
-        "--stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --no-map-gw --tcp-ports=auto --udp-ports=auto --host-lo-to-ns-lo --foreground --pid /s/.pasta.pid --userns=/proc/77/ns/user --netns=/proc/77/root/s/netns"
+        "--stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --no-map-gw --tcp-ns=none --udp-ns=none --tcp-ports=auto --udp-ports=auto --host-lo-to-ns-lo --foreground --pid /s/.pasta.pid --userns=/proc/77/ns/user --netns=/proc/77/root/s/netns"
     );
 }
 

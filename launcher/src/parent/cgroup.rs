@@ -38,6 +38,11 @@ pub fn evacuate(name: &str) {
         );
         return;
     }
+    crate::debug!(
+        "--evacuate-cgroup2: moving processes from={} to={}",
+        dir.display(),
+        sub.display()
+    );
     if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
         for pid in procs.lines() {
             if let Err(e) = fs::write(sub.join("cgroup.procs"), pid) {
@@ -50,8 +55,12 @@ pub fn evacuate(name: &str) {
     }
     if let Ok(ctrls) = fs::read_to_string(dir.join("cgroup.controllers")) {
         for c in ctrls.split_whitespace() {
-            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
-                warn!("--evacuate-cgroup2: failed to enable controller {c}: {e}");
+            match fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
+                Ok(()) => crate::debug!("--evacuate-cgroup2: enabled controller={c}"),
+                Err(e) => warn!(
+                    "--evacuate-cgroup2: failed to enable controller {c} in {}: {e}",
+                    dir.join("cgroup.subtree_control").display()
+                ),
             }
         }
     }

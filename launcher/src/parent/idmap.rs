@@ -216,6 +216,11 @@ pub fn write_maps(pid: i32, uid_args: &[String], gid_args: &[String]) -> Result<
     let spawn =
         |helper: &'static str, args: &[String]| -> Result<std::process::Child, IdMapError> {
             let bin = find_in_path(helper).ok_or(IdMapError::HelperMissing { helper })?;
+            crate::debug!(
+                "{helper} pid={pid} args=\"{}\" binary={}",
+                args.join(" "),
+                bin.display()
+            );
             let mut cmd = Command::new(bin);
             cmd.arg(pid.to_string())
                 .args(args)
@@ -264,6 +269,7 @@ fn finish(
             status: out.status.to_string(),
         });
     }
+    crate::debug!("{helper} done pid={pid}");
     Ok(())
 }
 

@@ -32,18 +32,39 @@ use crate::cli::{NetDriver, Options, PortDriverKind};
 use crate::messages::{self, Message};
 use crate::network::{NetworkConfig, NetworkDriver, SetupContext};
 use crate::sys::{clone_process, CloneResult};
-use crate::{error, warn};
+use crate::{debug, error, warn};
 use state_dir::StateDir;
 
 /// Run rootlesskit as the parent; returns the process exit code.
 pub fn run(opts: Options) -> i32 {
+    debug!(
+        "starting version={} pid={} uid={} gid={} net={} port_driver={} command={:?}",
+        crate::VERSION,
+        std::process::id(),
+        nix::unistd::getuid(),
+        nix::unistd::getgid(),
+        opts.net.name(),
+        opts.port_driver.name(),
+        opts.command
+    );
     preflight_warnings();
     if let Some(e) = opts.idmap_error() {
         error!("{e}");
         return 1;
     }
+    if let Some(name) = opts.evacuate_cgroup2.as_deref().filter(|n| n.contains('/')) {
+        error!("unexpected evacuation group name {name:?}: must not contain \"/\"");
+        return 1;
+    }
     let sd = match StateDir::open(opts.state_dir.as_deref()) {
-        Ok(sd) => sd,
+        Ok(sd) => {
+            debug!(
+                "state dir ready path={} lock={}",
+                sd.path().display(),
+                sd.path().join("lock").display()
+            );
+            sd
+        }
         Err(e) => {
             error!("{e}");
             return 1;
@@ -58,17 +79,22 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     cleanups.run();
-    if let Err(e) = sd.remove() {
-        warn!("failed to remove the state dir: {e}");
+    let path = sd.path().display().to_string();
+    match sd.remove() {
+        Ok(()) => debug!("state dir removed path={path}"),
+        Err(e) => warn!("failed to remove the state dir {path}: {e}"),
     }
+    debug!("exiting code={code}");
     code
 }
+
+type CleanupFn = Box<dyn FnOnce() -> Result<(), String>>;
 
 /// Teardown steps, run in reverse order of registration; every step runs and every failure is
 /// reported.
 #[derive(Default)]
 pub struct Cleanups {
-    steps: Vec<(&'static str, Box<dyn FnOnce() -> Result<(), String>>)>,
+    steps: Vec<(&'static str, CleanupFn)>,
 }
 
 impl Cleanups {
@@ -78,6 +104,7 @@ impl Cleanups {
 
     pub fn run(&mut self) {
         while let Some((what, f)) = self.steps.pop() {
+            debug!("cleanup step={what:?}");
             if let Err(e) = f() {
                 warn!("cleanup: {what}: {e}");
             }
@@ -150,7 +177,12 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), String> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| format!("socketpair: {e}"))
+    .map_err(|e| format!("socketpair(AF_UNIX, SOCK_SEQPACKET, SOCK_CLOEXEC): {e}"))
+}
+
+/// `CLONE_NEWUSER|CLONE_NEWNS|...` for the debug log.
+fn clone_flags_text(f: CloneFlags) -> String {
+    f.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join("|")
 }
 
 /// Kill and reap the child when setup fails half-way.
@@ -218,11 +250,23 @@ fn run_with_state_dir(
         .map_err(|e| e.to_string())?;
     let gid_ranges = idmap::ranges(opts.subid_source, true, &user_name, uid.as_raw(), etc)
         .map_err(|e| e.to_string())?;
+    let show = |r: &[idmap::SubIdRange]| {
+        r.iter()
+            .map(|r| format!("{}:{}", r.start, r.count))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    debug!(
+        "sub-id ranges user={user_name} uid={uid} gid={primary_gid} subuid={} subgid={}",
+        show(&uid_ranges),
+        show(&gid_ranges)
+    );
 
     let mut net_driver: Box<dyn NetworkDriver> =
         crate::network::new_driver(opts).map_err(|e| e.to_string())?;
 
-    let signals = crate::sys::block_all_signals().map_err(|e| format!("signalfd: {e}"))?;
+    let signals = crate::sys::block_all_signals()
+        .map_err(|e| format!("failed to block signals and create a signalfd: {e}"))?;
     let (hs_parent, hs_child) = seqpacket_pair()?;
     let builtin = opts.port_driver == PortDriverKind::Builtin;
     let (port_parent, port_child) = if builtin {
@@ -233,6 +277,10 @@ fn run_with_state_dir(
     };
 
     let parent_pid = nix::unistd::getpid();
+    debug!(
+        "cloning the child flags={}",
+        clone_flags_text(clone_flags(opts))
+    );
     // SAFETY: no thread has been started in this process yet (the API server, the forwarder
     // and every other thread start only after ChildReady below).
     let child_pid = match unsafe { clone_process(clone_flags(opts)) } {
@@ -263,6 +311,7 @@ fn run_with_state_dir(
     };
     drop(hs_child);
     drop(port_child);
+    debug!("child started pid={child_pid}");
     let mut guard = ChildGuard {
         pid: child_pid,
         armed: true,
@@ -279,6 +328,7 @@ fn run_with_state_dir(
     messages::expect(&hs_parent, "UserNsReady").map_err(|_| child_exited(&mut guard))?;
 
     if let Some(name) = &opts.evacuate_cgroup2 {
+        debug!("evacuating cgroup2 name={name}");
         cgroup::evacuate(name);
     }
 
@@ -294,13 +344,23 @@ fn run_with_state_dir(
         detached_netns,
         slirp4netns_api_socket: opts.port_driver == PortDriverKind::Slirp4netns,
     };
+    debug!(
+        "network driver setup driver={} child_pid={pid}",
+        opts.net.name()
+    );
     let net_cfg: NetworkConfig = match net_driver.setup(&ctx) {
         Ok(c) => c,
         Err(e) => {
+            debug!("network driver failed driver={} error={e}", opts.net.name());
             let _ = net_driver.cleanup();
             return Err(e.to_string());
         }
     };
+    debug!(
+        "network driver ready driver={} config={}",
+        opts.net.name(),
+        serde_json::to_string(&net_cfg).unwrap_or_default()
+    );
     let net_info = net_driver.info();
     cleanups.push("network driver", move || {
         net_driver.cleanup().map_err(|e| e.to_string())
@@ -326,12 +386,18 @@ fn run_with_state_dir(
         cleanups,
     )?;
     sd.write_child_pid(pid).map_err(|e| e.to_string())?;
+    debug!(
+        "wrote child_pid path={} pid={pid}",
+        sd.path().join("child_pid").display()
+    );
     services::start_api(sd.path(), pid, net_info, port_driver, cleanups)?;
     messages::send(&hs_parent, &Message::Go).map_err(|_| child_exited(&mut guard))?;
     drop(hs_parent);
 
     guard.armed = false;
+    debug!("waiting for the child pid={pid}");
     let status = wait_forwarding(&signals, child_pid, false, None);
+    debug!("child exited pid={pid} status=\"{status}\"");
     Ok(match status {
         Status::Code(0) => 0,
         Status::Code(c) => {

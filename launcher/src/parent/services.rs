@@ -51,18 +51,28 @@ pub fn start(
             ))
         }
     };
+    crate::debug!(
+        "port driver started driver={} protos={:?}",
+        opts.port_driver.name(),
+        driver.info().protos.unwrap_or_default()
+    );
     let d = driver.clone();
     cleanups.push("port driver", move || {
         d.shutdown();
         Ok(())
     });
     for spec in &opts.publish {
-        driver.add_port(spec.clone()).map_err(|e| {
+        let st = driver.add_port(spec.clone()).map_err(|e| {
             format!(
                 "failed to expose port {}: {e}",
                 serde_json::to_string(spec).unwrap_or_default()
             )
         })?;
+        crate::debug!(
+            "port published id={} spec={}",
+            st.id,
+            serde_json::to_string(&st.spec).unwrap_or_default()
+        );
     }
     Ok(Some(driver))
 }
@@ -103,6 +113,7 @@ pub fn start_api(
     std_listener
         .set_nonblocking(true)
         .map_err(|e| format!("failed to listen on {}: {e}", path.display()))?;
+    crate::debug!("api listening path={}", path.display());
     let state = Arc::new(crate::api::server::ApiState::new(
         state_dir,
         child_pid,
@@ -110,6 +121,7 @@ pub fn start_api(
         port_driver,
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let path_for_thread = path.clone();
     let thread = std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
@@ -119,7 +131,10 @@ pub fn start_api(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    crate::error!("api server: tokio runtime: {e}");
+                    crate::error!(
+                        "api server on {}: failed to build the tokio runtime: {e}",
+                        path_for_thread.display()
+                    );
                     return;
                 }
             };
@@ -127,7 +142,10 @@ pub fn start_api(
                 let listener = match tokio::net::UnixListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        crate::error!("api server: {e}");
+                        crate::error!(
+                            "api server on {}: failed to register the listener with tokio: {e}",
+                            path_for_thread.display()
+                        );
                         return;
                     }
                 };
@@ -137,7 +155,12 @@ pub fn start_api(
                 .await;
             });
         })
-        .map_err(|e| format!("api server: spawn thread: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "api server on {}: failed to spawn its thread: {e}",
+                path.display()
+            )
+        })?;
     cleanups.push("api server", move || {
         let _ = stop_tx.send(());
         thread
