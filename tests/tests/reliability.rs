@@ -36,8 +36,17 @@ fn env_usize(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-fn echo_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rk-echo")
+/// The test-only echo server: `RK_ECHO_BIN`, else `rk-echo` next to the binaries under test
+/// (`RK_BIN_DIR`, where hack/test.sh stages binaries), else the one cargo built.
+fn echo_bin() -> String {
+    if let Some(p) = std::env::var_os("RK_ECHO_BIN").filter(|p| !p.is_empty()) {
+        return p.to_string_lossy().into_owned();
+    }
+    let staged = bin_dir().join("rk-echo");
+    if staged.is_file() {
+        return staged.to_string_lossy().into_owned();
+    }
+    env!("CARGO_BIN_EXE_rk-echo").to_string()
 }
 
 // ------------------------------------------------------------------------------------------
