@@ -65,7 +65,7 @@ fn pattern_chunk(seed: u64, idx: u64, out: &mut [u8]) {
 
 /// Log-uniform in 0..=max (so most transfers are small, a few are large).
 fn random_size(max: usize) -> usize {
-    if rand::random::<u32>().is_multiple_of(20) {
+    if rand::random::<f64>() < 0.05 {
         return 0;
     }
     let lmax = (max.max(2) as f64).ln();
