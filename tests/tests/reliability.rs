@@ -301,6 +301,7 @@ fn start_with(
     env: Vec<(String, String)>,
     nofile: Option<u64>,
 ) -> Setup {
+    raise_own_nofile();
     let (p, q) = (free_port(), free_port());
     let service = format!("{} 8080 8081 rel{}", echo_bin(), rand::random::<u32>());
     let cmd = if restart_loop {
