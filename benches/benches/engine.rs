@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use forwarder::{Backend, Forwarder, ForwarderConfig, PortSpec};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -133,6 +133,7 @@ fn bench(c: &mut Criterion) {
     let t = targets();
     let data = vec![0x5au8; BULK];
     let mut cases: Vec<(String, Option<(Backend, bool)>)> = vec![("direct".into(), None)];
+    let only = std::env::var("FWD_BENCH_CASE").ok();
     for b in Backend::ALL {
         cases.push((b.name().to_string(), Some((b, true))));
     }
@@ -143,6 +144,9 @@ fn bench(c: &mut Criterion) {
         Some((Backend::UringPoll, false)),
     ));
 
+    if let Some(o) = only.as_deref() {
+        cases.retain(|(n, _)| n == o);
+    }
     let mut g = c.benchmark_group("bulk_64MiB");
     g.throughput(Throughput::Bytes(BULK as u64));
     g.sample_size(10);
@@ -249,7 +253,17 @@ fn cpu_report() {
         let wall = w0.elapsed().as_secs_f64() * 1e6 / n as f64;
         let c3 = worker_cpu_ns();
         let us_per_rr = (c3 - c2) as f64 / 1e3 / n as f64;
-        println!("{name:<20} {s_per_gb:>12.3} {us_per_rr:>14.2} {wall:>12.1}");
+        // Short connections: connect, 1-byte echo, close (covers the socket pool).
+        let nconn = 2000;
+        let w1 = Instant::now();
+        for _ in 0..nconn {
+            let mut s = TcpStream::connect(("127.0.0.1", f.echo)).expect("connect");
+            s.write_all(b"c").expect("write");
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).expect("read");
+        }
+        let cps = nconn as f64 / w1.elapsed().as_secs_f64();
+        println!("{name:<20} {s_per_gb:>12.3} {us_per_rr:>14.2} {wall:>12.1} {cps:>12.0}");
     }
 }
 

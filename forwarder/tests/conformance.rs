@@ -375,6 +375,58 @@ fn udp_echo_50(b: Backend) {
     env.fwd().remove_port(1).expect("remove");
 }
 
+/// UDP flows expire after the idle timeout; remove_port closes the port and its flows.
+fn udp_idle_and_remove(b: Backend) {
+    let env = start_with(forwarder::ForwarderConfig {
+        backend: Some(b),
+        workers: 1,
+        require_foreign_netns: false,
+        udp_idle_timeout: Duration::from_millis(500),
+        ..forwarder::ForwarderConfig::default()
+    });
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sport = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&buf[..n], from);
+        }
+    });
+    let port = free_port();
+    env.fwd()
+        .add_port(3, &spec("udp4", "127.0.0.1", port, "", sport))
+        .expect("add_port");
+    let c = UdpSocket::bind("127.0.0.1:0").expect("client");
+    c.connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("t");
+    let mut buf = [0u8; 64];
+    let mut echoed = |c: &UdpSocket| -> bool {
+        for _ in 0..10 {
+            c.send(b"ping").expect("send");
+            if let Ok(n) = c.recv(&mut buf) {
+                return &buf[..n] == b"ping";
+            }
+        }
+        false
+    };
+    assert!(echoed(&c));
+    assert_eq!(env.fwd().stats(3).expect("s").active, 1);
+    let t0 = Instant::now();
+    while env.fwd().stats(3).expect("s").active != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "flow never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new flow after expiry works.
+    assert!(echoed(&c));
+    assert_eq!(env.fwd().stats(3).expect("s").total, 2);
+    env.fwd().remove_port(3).expect("remove");
+    c.send(b"gone").expect("send");
+    assert!(c.recv(&mut buf).is_err(), "reply after remove_port");
+    // The port is free again.
+    UdpSocket::bind(("127.0.0.1", port)).expect("port released");
+}
+
 macro_rules! suite {
     ($($m:ident => $b:expr),* $(,)?) => {$(
         mod $m {
@@ -390,6 +442,7 @@ macro_rules! suite {
             #[test] fn tcp_on_unspecified_is_dual_stack() { dual_stack_tcp(B) }
             #[test] fn v4_listener_v6_target_and_back() { v4_to_v6_and_back(B) }
             #[test] fn udp_echo_50_clients() { udp_echo_50(B) }
+            #[test] fn udp_idle_timeout_and_remove() { udp_idle_and_remove(B) }
         }
     )*};
 }

@@ -382,3 +382,11 @@ fn sockets_from_own_netns_are_refused() {
     fwd.shutdown();
     h.join().expect("child");
 }
+
+#[test]
+fn serve_child_reports_a_missing_netns() {
+    let (_parent, child) = channel_pair();
+    let err = forwarder::channel::serve_child(child, Some("/nonexistent/netns".into()))
+        .expect_err("must fail");
+    assert_eq!(err.to_string(), "open netns /nonexistent/netns");
+}

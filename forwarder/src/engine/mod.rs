@@ -162,6 +162,9 @@ pub(crate) struct Counters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub errors: AtomicU64,
+    /// Set by `remove_port` before it broadcasts: a connection handed between workers after a
+    /// worker already processed the removal is reset instead of started.
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -247,6 +250,7 @@ impl Forwarder {
     /// Start the workers on the parent end of the channel.
     pub fn start(channel: OwnedFd, cfg: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
         sys::raise_nofile();
+        sys::ignore_sigpipe();
         let backend = crate::probe::choose(cfg.backend);
         let pools = SocketPools::new(channel, cfg.require_foreign_netns);
         let reader = {
@@ -363,9 +367,10 @@ impl Forwarder {
             .ports
             .lock()
             .map_err(|_| ForwarderError::Port("forwarder state poisoned".into()))?;
-        if ports.remove(&id).is_none() {
+        let Some(entry) = ports.remove(&id) else {
             return Err(ForwarderError::Port(format!("unknown id: {id}")));
-        }
+        };
+        entry.stats.removed.store(true, Ordering::SeqCst);
         drop(ports);
         let Some(workers) = self.shared.workers.get() else {
             return Ok(());

@@ -35,6 +35,10 @@ impl PipeBudget {
         } else {
             (soft as usize) / 4
         };
+        Self::with_limit_pages(limit_pages)
+    }
+
+    pub(crate) fn with_limit_pages(limit_pages: usize) -> Arc<PipeBudget> {
         Arc::new(PipeBudget {
             limit_pages,
             used_pages: AtomicUsize::new(0),
@@ -159,5 +163,38 @@ impl PipePool {
         if self.free.len() < POOL_MAX {
             self.free.push(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_limits_pipes_and_growth() {
+        // Room for exactly one 64 KiB pipe.
+        let b = PipeBudget::with_limit_pages(PIPE_MIN / PAGE);
+        let mut pool = PipePool::new(b.clone());
+        let mut p = pool.get().expect("first pipe");
+        assert!(p.cap >= PIPE_MIN);
+        assert!(pool.get().is_none(), "budget exceeded");
+        assert!(!p.grow(), "growth beyond the budget");
+        pool.put(p);
+        let p = pool.get().expect("pooled pipe comes back");
+        drop(p);
+        assert_eq!(b.used_pages.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn growth_to_256k_within_budget() {
+        let b = PipeBudget::with_limit_pages(1024);
+        let mut pool = PipePool::new(b.clone());
+        let mut p = pool.get().expect("pipe");
+        assert!(p.grow());
+        assert_eq!(p.cap, PIPE_GROWN);
+        assert_eq!(b.used_pages.load(Ordering::Relaxed), PIPE_GROWN / PAGE);
+        assert!(!p.grow(), "already grown");
+        drop(p);
+        assert_eq!(b.used_pages.load(Ordering::Relaxed), 0);
     }
 }

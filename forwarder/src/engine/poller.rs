@@ -200,8 +200,7 @@ impl Poller {
                 let mut evs = [EpollEvent::empty(); 256];
                 let t = match timeout {
                     None => EpollTimeout::NONE,
-                    Some(d) => EpollTimeout::try_from(d.as_millis().min(60_000) as u16)
-                        .unwrap_or(EpollTimeout::ZERO),
+                    Some(d) => EpollTimeout::from(d.as_millis().min(60_000) as u16),
                 };
                 let n = match ep.wait(&mut evs, t) {
                     Ok(n) => n,
@@ -223,6 +222,19 @@ impl Poller {
                 Ok(())
             }
             Poller::Uring(u) => u.wait(out, timeout),
+        }
+    }
+
+    /// io_uring: submit queued removals now. A pending poll holds a reference to its file, so
+    /// a closed listener stays open in the kernel until the `POLL_REMOVE` is submitted; callers
+    /// that promise "closed" (remove_port) flush first.
+    pub(crate) fn flush(&mut self) {
+        if let Poller::Uring(u) = self {
+            let backlog = std::mem::take(&mut u.backlog);
+            for e in backlog {
+                let _ = u.push(e);
+            }
+            let _ = u.ring.submit();
         }
     }
 

@@ -268,21 +268,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     })
 }
 
-pub(crate) fn sendto(fd: BorrowedFd<'_>, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
-    let (ss, len) = to_sockaddr(to);
-    // SAFETY: `buf` valid for reads, `ss` a valid sockaddr of `len` bytes; fd borrowed (open).
-    cvt_size(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })
-}
-
 /// splice(2) with no offsets (both ends are sockets or pipes).
 pub(crate) fn splice(
     fd_in: BorrowedFd<'_>,
@@ -366,4 +351,13 @@ pub(crate) fn go_errno_text(errno: i32) -> String {
 
 pub(crate) fn read_proc_int(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// splice(2) has no MSG_NOSIGNAL: writing into a socket whose peer is gone would raise SIGPIPE.
+/// Ignore it process-wide (as Go's runtime does for sockets); EPIPE is handled as a reset.
+pub(crate) fn ignore_sigpipe() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concerns.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &act) };
 }

@@ -121,6 +121,64 @@ fn recv_batch(
     Ok(())
 }
 
+/// `sendmmsg` of `lens.len()` datagrams (slot i of `bufs`, `lens[i]` bytes) to `to`. Returns the
+/// bytes sent; datagrams the kernel did not take are dropped (UDP).
+fn send_batch(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [u8],
+    lens: &[usize],
+    to: &SocketAddr,
+) -> io::Result<usize> {
+    let n = lens.len().min(SLOTS).min(bufs.len() / SLOT);
+    let (mut addr, alen) = sys::to_sockaddr(to);
+    // SAFETY: plain-old-data C structs; all-zero is a valid value.
+    let mut hdrs: [libc::mmsghdr; SLOTS] = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut iovs: [libc::iovec; SLOTS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SLOTS];
+    for i in 0..n {
+        iovs[i].iov_base = bufs[i * SLOT..].as_mut_ptr().cast();
+        iovs[i].iov_len = lens[i].min(SLOT);
+        hdrs[i].msg_hdr.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = alen;
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let mut sent = 0usize;
+    let mut off = 0usize;
+    while off < n {
+        // SAFETY: headers off..n point at live iovecs (in-bounds slices of `bufs`) and at `addr`
+        // (a valid sockaddr of `alen` bytes); all outlive the call.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                hdrs[off..].as_mut_ptr(),
+                (n - off) as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if sys::errno(&e) == libc::EINTR {
+                continue;
+            }
+            if sent == 0 && off == 0 {
+                return Err(e);
+            }
+            break;
+        }
+        if r == 0 {
+            break;
+        }
+        for h in &hdrs[off..off + r as usize] {
+            sent += h.msg_len as usize;
+        }
+        off += r as usize;
+    }
+    Ok(sent)
+}
+
 impl Worker {
     pub(crate) fn udp_add(
         &mut self,
@@ -307,31 +365,43 @@ impl Worker {
         }
     }
 
+    /// Replies: `recvmmsg` from the flow socket, one `sendmmsg` back to the client.
     pub(crate) fn udp_on_flow(&mut self, fk: Key, _r: Ready) {
-        let buf = &mut self.scratch;
-        let Some(f) = self.flows.get_mut(fk) else {
-            return;
-        };
-        let Some(fd) = f.fd.as_ref() else { return };
-        let Some(p) = self.udps.get_mut(f.port) else {
-            return;
-        };
-        for _ in 0..64 {
-            match sys::read(fd.as_fd(), buf) {
-                Ok(n) => {
-                    f.last = Instant::now();
-                    match sys::sendto(p.fd.as_fd(), &buf[..n], &f.client) {
-                        Ok(m) => {
-                            p.stats.bytes_out.fetch_add(m as u64, Ordering::Relaxed);
-                        }
-                        Err(_) => p.stats.err(),
-                    }
-                }
-                Err(e) if sys::errno(&e) == libc::ECONNREFUSED => continue,
-                Err(e) if sys::errno(&e) == libc::EINTR => continue,
+        if self.udp.bufs.is_empty() {
+            self.udp.bufs = vec![0u8; SLOTS * SLOT];
+        }
+        let mut bufs = std::mem::take(&mut self.udp.bufs);
+        let mut got = Vec::with_capacity(SLOTS);
+        for _ in 0..4 {
+            let Some(f) = self.flows.get_mut(fk) else {
+                break;
+            };
+            let Some(fd) = f.fd.as_ref() else { break };
+            let Some(p) = self.udps.get_mut(f.port) else {
+                break;
+            };
+            match recv_batch(fd.as_fd(), &mut bufs, &mut got) {
+                Ok(()) => {}
+                // Nobody listens in the namespace (ICMP): ignored, as RootlessKit does.
+                Err(e) if matches!(sys::errno(&e), libc::ECONNREFUSED | libc::EINTR) => continue,
                 Err(_) => break,
             }
+            if got.is_empty() {
+                break;
+            }
+            f.last = Instant::now();
+            let lens: Vec<usize> = got.iter().map(|g| g.0).collect();
+            match send_batch(p.fd.as_fd(), &mut bufs, &lens, &f.client) {
+                Ok(bytes) => {
+                    p.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                Err(_) => p.stats.err(),
+            }
+            if got.len() < SLOTS {
+                break;
+            }
         }
+        self.udp.bufs = bufs;
     }
 
     pub(crate) fn udp_tick(&mut self, now: Instant) {

@@ -10,6 +10,12 @@
 //!   the channel reader; times out after 5 s with a reset of the client).
 //! - `CONNECTING`: non-blocking `connect()` in progress; waiting for POLLOUT on side 1, then
 //!   `SO_ERROR`. A refused target resets the client (`SO_LINGER {1,0}` + close).
+//!   Source-IP preservation (`source_ip_transparent`, TCP, non-loopback client of the target's
+//!   family): the namespace socket comes from the transparent pool (`IP_TRANSPARENT` +
+//!   `SO_MARK 100`, set by the child) and is bound to the client's address before `connect()`.
+//!   If that pool is disabled, the bind fails, the connect fails, or it has not completed after
+//!   1 s (`T_CONNECTING` list, coarse timer), the socket is dropped and the connection goes back
+//!   to `SOCK_WAIT` with normal sockets only (the service then sees a namespace address).
 //! - `OPEN`: data flows. Per direction the events are, as in passt's `tcp_splice.c`:
 //!   - `OUT_WAIT_d`: bytes of direction `d` are pending and side `1-d` returned EAGAIN: stop
 //!     reading side `d`, watch POLLOUT on side `1-d` (backpressure; at most one pipe or buffer of
@@ -68,6 +74,9 @@ fn untoken(t: u64) -> (u64, Key) {
 
 const SCRATCH: usize = 64 * 1024;
 const SOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A transparent (source-IP preserving) connect that has not completed by then is retried with
+/// a normal socket, as RootlessKit's 1 s transparent dial timeout.
+const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 
@@ -143,6 +152,11 @@ pub(crate) struct Conn {
     target: SocketAddr,
     peer: Option<SocketAddr>,
     dirs: [Dir; 2],
+    /// The namespace socket is a transparent one bound to the client address.
+    transparent: bool,
+    /// A transparent attempt failed: use normal sockets only.
+    no_transparent: bool,
+    connect_deadline: Option<Instant>,
 }
 
 /// Why a connection ends.
@@ -170,6 +184,10 @@ pub(crate) struct Worker {
     pub(crate) sock_wait: Vec<Key>,
     pub(crate) udp: UdpState,
     pub(crate) stop: bool,
+    /// Listeners currently backed off after an accept error (they need the coarse timer).
+    pub(crate) backoffs: usize,
+    /// Connections in a transparent connect (checked against their deadline by the timer).
+    pub(crate) tconnecting: Vec<Key>,
 }
 
 impl Worker {
@@ -199,6 +217,8 @@ impl Worker {
             sock_wait: Vec::new(),
             udp: UdpState::new(),
             stop: false,
+            backoffs: 0,
+            tconnecting: Vec::new(),
         })
     }
 
@@ -223,10 +243,15 @@ impl Worker {
             }
         }
         self.close_all();
+        self.poller.flush();
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.listeners.len() > 0 || !self.sock_wait.is_empty() || self.udp.waiting() {
+        if self.backoffs > 0
+            || !self.sock_wait.is_empty()
+            || !self.tconnecting.is_empty()
+            || self.udp.waiting()
+        {
             // Coarse timer: accept back-off, socket waits, pending UDP flows.
             return Some(Duration::from_millis(100));
         }
@@ -259,6 +284,7 @@ impl Worker {
                 Some(l) => match l.backoff_until {
                     Some(t) if t <= now => {
                         l.backoff_until = None;
+                        self.backoffs = self.backoffs.saturating_sub(1);
                         true
                     }
                     _ => false,
@@ -288,6 +314,28 @@ impl Worker {
                     }
                 } else {
                     self.sock_wait.push(k);
+                }
+            }
+        }
+        if !self.tconnecting.is_empty() {
+            let list = std::mem::take(&mut self.tconnecting);
+            for k in list {
+                let (connecting, expired) = match self.conns.get_mut(k) {
+                    Some(c) => (
+                        c.state == State::Connecting && c.transparent,
+                        c.connect_deadline.is_some_and(|d| d <= now),
+                    ),
+                    None => (false, false),
+                };
+                if !connecting {
+                    continue;
+                }
+                if expired {
+                    if let Some(c) = self.conns.take(k) {
+                        self.transparent_fallback(k, c);
+                    }
+                } else {
+                    self.tconnecting.push(k);
                 }
             }
         }
@@ -335,6 +383,7 @@ impl Worker {
                 } => self.new_conn(id, client, peer, target, stats),
                 Cmd::Remove { id, ack } => {
                     self.remove_port(id);
+                    self.poller.flush();
                     let _ = ack.send(());
                 }
                 Cmd::Shutdown => self.stop = true,
@@ -346,6 +395,9 @@ impl Worker {
         for k in self.listeners.keys() {
             if self.listeners.get_mut(k).map(|l| l.id) == Some(id) {
                 if let Some(l) = self.listeners.remove(k) {
+                    if l.backoff_until.is_some() {
+                        self.backoffs = self.backoffs.saturating_sub(1);
+                    }
                     self.poller.delete(l.fd.as_fd(), token(T_LISTEN, k));
                 }
             }
@@ -419,6 +471,7 @@ impl Worker {
             }
         }
         if backoff {
+            self.backoffs += 1;
             l.backoff_until = Some(Instant::now() + ACCEPT_BACKOFF);
             self.poller
                 .modify(l.fd.as_fd(), token(T_LISTEN, k), Interest::NONE);
@@ -469,8 +522,22 @@ impl Worker {
             target,
             peer: peer.map(sys::unmap),
             dirs: [Dir::new(backend, adaptive), Dir::new(backend, adaptive)],
+            transparent: false,
+            no_transparent: false,
+            connect_deadline: None,
         };
+        let removed = c.stats.removed.load(Ordering::SeqCst);
         let k = self.conns.insert(c);
+        if removed {
+            if let Some(mut c) = self.conns.remove(k) {
+                for fd in c.fds.iter().flatten() {
+                    sys::set_linger_zero(fd.as_fd());
+                }
+                c.state = State::SockWait(Instant::now());
+                self.finish(k, c, End::Done);
+            }
+            return;
+        }
         self.try_connect(k);
     }
 
@@ -489,9 +556,11 @@ impl Worker {
         let pools = self.shared.pools.clone();
         let v6 = c.target.is_ipv6();
         let want_transparent = self.shared.cfg.source_ip_transparent
+            && !c.no_transparent
             && c.peer
                 .is_some_and(|p| !p.ip().is_loopback() && p.is_ipv6() == v6);
         let mut sock = None;
+        c.transparent = false;
         if want_transparent {
             let kind = SockKind::for_target(true, v6, true);
             if pools.enabled(kind) {
@@ -503,6 +572,7 @@ impl Worker {
                             .unwrap_or(false);
                         if bound {
                             sock = Some(s);
+                            c.transparent = true;
                         }
                     }
                     None if !pools.is_closed() && pools.enabled(kind) => {
@@ -530,12 +600,26 @@ impl Worker {
                 }
             }
         }
-        let Some(s) = sock else { return };
+        let Some(s) = sock else {
+            self.conns.release(k);
+            self.finish(k, c, End::Reset(1));
+            return;
+        };
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
             Ok(()) => c.state = State::Open,
-            Err(e) if sys::errno(&e) == libc::EINPROGRESS => c.state = State::Connecting,
+            Err(e) if sys::errno(&e) == libc::EINPROGRESS => {
+                c.state = State::Connecting;
+                if c.transparent {
+                    c.connect_deadline = Some(Instant::now() + TRANSPARENT_CONNECT_TIMEOUT);
+                    self.tconnecting.push(k);
+                }
+            }
+            Err(_) if c.transparent => {
+                self.transparent_fallback(k, c);
+                return;
+            }
             Err(_) => {
                 self.conns.release(k);
                 self.finish(k, c, End::Reset(1));
@@ -549,6 +633,24 @@ impl Worker {
             self.update_interest(k, &mut c);
             self.conns.restore(k, c);
         }
+    }
+
+    /// The transparent attempt failed or timed out: drop that socket and retry with a normal
+    /// one (`c` was taken out of the slab; this puts it back).
+    fn transparent_fallback(&mut self, k: Key, mut c: Conn) {
+        if let Some(fd) = c.fds[1].take() {
+            if c.registered[1] {
+                self.poller.delete(fd.as_fd(), token(T_SIDE1, k));
+            }
+        }
+        c.registered[1] = false;
+        c.interest[1] = Interest::NONE;
+        c.transparent = false;
+        c.no_transparent = true;
+        c.connect_deadline = None;
+        c.state = State::SockWait(Instant::now());
+        self.conns.restore(k, c);
+        self.try_connect(k);
     }
 
     // ---- events ----
@@ -570,6 +672,10 @@ impl Worker {
                     .as_ref()
                     .map(|f| sys::take_socket_error(f.as_fd()))
                     .unwrap_or(libc::EBADF);
+                if err != 0 && c.transparent {
+                    self.transparent_fallback(k, c);
+                    return;
+                }
                 if err != 0 {
                     self.conns.release(k);
                     self.finish(k, c, End::Reset(1));
@@ -603,10 +709,7 @@ impl Worker {
 
     /// Run the selected directions, then either close or re-register interest.
     fn drive(&mut self, k: Key, mut c: Conn, run: [bool; 2]) {
-        for d in 0..2 {
-            if !run[d] {
-                continue;
-            }
+        for (d, _) in run.iter().enumerate().filter(|(_, r)| **r) {
             if let Err(end) = self.run_dir(&mut c, d) {
                 self.conns.release(k);
                 self.finish(k, c, end);
