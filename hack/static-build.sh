@@ -8,14 +8,15 @@
 #    `musl-tools` and set CC_x86_64_unknown_linux_musl=musl-gcc);
 # 2. cargo build --release --target x86_64-unknown-linux-musl (rootlesskit, rootlessctl,
 #    rootlesskit-docker-proxy);
-# 3. verifies each binary is static (`file` says "static", `ldd` says "not a dynamic
-#    executable");
+# 3. verifies each binary is static (`file` says "statically linked"/"static-pie linked",
+#    `ldd` lists no shared library);
 # 4. self-check (unless --no-check): runs the static `rootlesskit --version`, then forwards a
 #    port with the static binaries as an unprivileged user (`rktest` when run as root, else the
 #    current user): busybox httpd inside the namespace, curl on the host's 127.0.0.1, content
 #    compared by SHA-256; once with --port-driver=slirp4netns and once with --port-driver=builtin,
 #    plus `rootlessctl add-ports`/`list-ports`/`remove-ports` against the static API server.
 #
+# Environment: NO_BUILD=1 checks already-built binaries; RK_TEST_USER (default rktest).
 # Output: $CARGO_TARGET_DIR (default target/)/x86_64-unknown-linux-musl/release/. See
 # docs/static-build.md.
 set -eu
@@ -35,7 +36,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
 	rustup target add "$TARGET"
 fi
 
-(cd "$ROOT" && "$CARGO" build --release --target "$TARGET" -p rootlesskit-launcher --bins)
+if [ "${NO_BUILD:-0}" != 1 ]; then
+	(cd "$ROOT" && "$CARGO" build --release --target "$TARGET" -p rootlesskit-launcher --bins)
+fi
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release"
 
 for b in $BINS; do
@@ -46,7 +49,9 @@ for b in $BINS; do
 	*"statically linked"* | *"static-pie linked"*) ;;
 	*) die "$b is not static: $desc" ;;
 	esac
-	if ldd "$f" >/dev/null 2>&1; then
+	# glibc's ldd says "not a dynamic executable" (static) or "statically linked"
+	# (static-pie); anything with "=>" is a shared library dependency.
+	if ldd "$f" 2>&1 | grep -q '=>'; then
 		die "$b: ldd lists dynamic dependencies: $(ldd "$f" 2>&1 | tr '\n' ' ')"
 	fi
 	log "$b: static ($(du -h "$f" | cut -f1), $desc)"

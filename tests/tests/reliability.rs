@@ -36,8 +36,17 @@ fn env_usize(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-fn echo_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rk-echo")
+/// The test-only echo server: `RK_ECHO_BIN`, else `rk-echo` next to the binaries under test
+/// (`RK_BIN_DIR`, where hack/test.sh stages binaries), else the one cargo built.
+fn echo_bin() -> String {
+    if let Some(p) = std::env::var_os("RK_ECHO_BIN").filter(|p| !p.is_empty()) {
+        return p.to_string_lossy().into_owned();
+    }
+    let staged = bin_dir().join("rk-echo");
+    if staged.is_file() {
+        return staged.to_string_lossy().into_owned();
+    }
+    env!("CARGO_BIN_EXE_rk-echo").to_string()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -56,7 +65,7 @@ fn pattern_chunk(seed: u64, idx: u64, out: &mut [u8]) {
 
 /// Log-uniform in 0..=max (so most transfers are small, a few are large).
 fn random_size(max: usize) -> usize {
-    if rand::random::<u32>() % 20 == 0 {
+    if rand::random::<f64>() < 0.05 {
         return 0;
     }
     let lmax = (max.max(2) as f64).ln();
@@ -182,6 +191,34 @@ struct Tally {
     bytes: usize,
 }
 
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.exact += o.exact;
+        self.interrupted += o.interrupted;
+        self.hang.extend(o.hang);
+        self.corrupt.extend(o.corrupt);
+        self.bytes += o.bytes;
+    }
+}
+
+/// Repeat `load` until `enough()` (at least once, at most `max` long).
+fn load_until(
+    addr: SocketAddr,
+    n: usize,
+    max_bytes: usize,
+    max: Duration,
+    enough: impl Fn() -> bool,
+) -> Tally {
+    let t0 = Instant::now();
+    let mut t = Tally::default();
+    loop {
+        t.add(load(addr, n, max_bytes));
+        if enough() || t0.elapsed() >= max || !t.hang.is_empty() || !t.corrupt.is_empty() {
+            return t;
+        }
+    }
+}
+
 /// `n` concurrent transfers of random sizes through `addr`.
 fn load(addr: SocketAddr, n: usize, max: usize) -> Tally {
     let threads: Vec<_> = (0..n)
@@ -264,6 +301,7 @@ fn start_with(
     env: Vec<(String, String)>,
     nofile: Option<u64>,
 ) -> Setup {
+    raise_own_nofile();
     let (p, q) = (free_port(), free_port());
     let service = format!("{} 8080 8081 rel{}", echo_bin(), rand::random::<u32>());
     let cmd = if restart_loop {
@@ -359,8 +397,27 @@ fn sample(pid: i32) -> Sample {
     }
 }
 
+/// `/proc/<pid>/fd` grouped by kind (`socket`, `pipe`, `anon_inode:[io_uring]`, paths...).
+fn fd_kinds(pid: i32) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            let t = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let k = t.split(":[").next().unwrap_or("").to_string();
+            *m.entry(k).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
 fn udp_roundtrips(addr: SocketAddr, n: usize) -> (usize, usize) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_roundtrips_on(&s, addr, n)
+}
+
+fn udp_roundtrips_on(s: &UdpSocket, addr: SocketAddr, n: usize) -> (usize, usize) {
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut ok = 0;
@@ -462,7 +519,11 @@ fn integrity_while_ports_added_and_removed() {
             outcomes
         })
     };
-    let t = load(s.tcp, conns, max);
+    // keep the load going until the churn has done at least 20 add/remove cycles
+    let c2 = cycles.clone();
+    let t = load_until(s.tcp, conns, max, Duration::from_secs(90), move || {
+        c2.load(Ordering::Relaxed) >= 20
+    });
     stop.store(true, Ordering::Relaxed);
     let racing = churn.join().unwrap();
     eprintln!(
@@ -495,7 +556,7 @@ fn service_restarts_during_load() {
         let needle = s.service.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(700));
+                std::thread::sleep(Duration::from_millis(400));
                 for p in pids_with_exact_cmdline(&needle) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(p),
@@ -506,7 +567,11 @@ fn service_restarts_during_load() {
             }
         })
     };
-    let t = load(s.tcp, conns, max);
+    // keep the load going until the service has been killed at least 5 times
+    let k2 = kills.clone();
+    let t = load_until(s.tcp, conns, max, Duration::from_secs(90), move || {
+        k2.load(Ordering::Relaxed) >= 5
+    });
     stop.store(true, Ordering::Relaxed);
     killer.join().unwrap();
     eprintln!("service killed {} times", kills.load(Ordering::Relaxed));
@@ -530,16 +595,21 @@ fn soak_no_resource_growth() {
     let stop = Arc::new(AtomicBool::new(false));
     let warmup = Duration::from_secs((secs / 6).max(5));
     let t0 = Instant::now();
+    let udp_lost = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..8)
         .map(|i| {
             let (stop, tcp, udp) = (stop.clone(), s.tcp, s.udp);
+            let udp_lost = udp_lost.clone();
             std::thread::spawn(move || {
                 let mut t = Tally::default();
+                // one steady client socket per UDP worker: a new client address would be a new
+                // flow, held for the 90 s idle timeout by design (bounded by udp_max_flows)
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     if i % 4 == 3 {
-                        let (ok, n) = udp_roundtrips(udp, 50);
-                        t.exact += ok;
-                        t.interrupted += n - ok;
+                        let (ok, n) = udp_roundtrips_on(&sock, udp, 50);
+                        t.bytes += ok;
+                        udp_lost.fetch_add(n - ok, Ordering::Relaxed);
                     } else {
                         match transfer(tcp, random_size(1 << 20)) {
                             Outcome::Exact => t.exact += 1,
@@ -563,6 +633,7 @@ fn soak_no_resource_growth() {
     for w in workers {
         let t = w.join().unwrap();
         total.exact += t.exact;
+        total.bytes += t.bytes;
         total.interrupted += t.interrupted;
         total.hang.extend(t.hang);
         total.corrupt.extend(t.corrupt);
@@ -580,21 +651,30 @@ fn soak_no_resource_growth() {
     let max_thr = after.iter().map(|s| s.threads).max().unwrap();
     let max_pipes = after.iter().map(|s| s.pipes).max().unwrap();
     eprintln!(
-        "soak {secs}s: tcp+udp ok {} (udp lost/tcp interrupted {}), warm-up fds {} rss {} KiB threads {} pipes {}; \
+        "soak {secs}s: tcp transfers exact {} interrupted {}, udp datagrams echoed {} lost {}, warm-up fds {} rss {} KiB threads {} pipes {}; \
          max after warm-up fds {max_fds} rss {max_rss} KiB threads {max_thr} pipes {max_pipes}; \
          idle end fds {} rss {} KiB threads {} pipes {}",
-        total.exact, total.interrupted, base.fds, base.rss_kb, base.threads, base.pipes,
+        total.exact, total.interrupted, total.bytes, udp_lost.load(Ordering::Relaxed), base.fds, base.rss_kb, base.threads, base.pipes,
         end.fds, end.rss_kb, end.threads, end.pipes
     );
     assert!(
         total.hang.is_empty() && total.corrupt.is_empty(),
         "{total:?}"
     );
-    // UDP datagrams may be dropped under load; TCP transfers may not be interrupted
+    // UDP datagrams may be dropped under load (at most 1 %); TCP transfers may not be interrupted
     assert!(total.exact > 0);
-    // no growth after warm-up: idle end state back to (at most) the warm-up level
+    assert_eq!(total.interrupted, 0, "interrupted TCP transfers");
+    let lost = udp_lost.load(Ordering::Relaxed);
     assert!(
-        end.fds <= base.fds + 4,
+        lost * 100 <= total.bytes + lost,
+        "udp: {lost} of {} lost",
+        total.bytes + lost
+    );
+    // no growth after warm-up: idle end state back to (at most) the warm-up level
+    // socket pools refill in batches (see fault_client_rst_mid_transfer)
+    let slack = 2 * forwarder::channel::BATCH as usize + 4;
+    assert!(
+        end.fds <= base.fds + slack,
         "fd growth: {} -> {}",
         base.fds,
         end.fds
@@ -657,37 +737,72 @@ fn fault_client_rst_mid_transfer() {
     }
     let s = start(&[], false, None);
     let pid = s.kit.pid();
-    let before = sample(pid);
-    for _ in 0..50 {
-        let mut c = TcpStream::connect(s.tcp).unwrap();
-        let data = vec![7u8; 1 << 20];
-        let _ = c.write_all(&data[..rand::random::<usize>() % data.len()]);
-        // SO_LINGER 0: close sends RST
-        let l = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: valid socket fd and a properly sized linger struct.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&c),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &l as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as u32,
-            );
+    // warm up first: worker rings, pipe pools etc. are created lazily on first use
+    let rst = |n: usize| {
+        for _ in 0..n {
+            client_rst(s.tcp);
         }
-        drop(c);
-    }
+    };
+    assert_clean("warm-up", &load(s.tcp, 20, 1 << 20), false);
+    rst(10);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = sample(pid);
+    let kinds_before = fd_kinds(pid);
+    rst(RSTS);
     // the forwarder drops both sides of every reset connection
-    let settled = wait_until(Duration::from_secs(15), || {
-        sample(pid).fds <= before.fds + 2
+    // The socket pools (TCP and UDP) refill in batches, so the idle fd count moves by up to
+    // a batch per pool; a leak of one fd per reset connection would exceed that.
+    let slack = 2 * forwarder::channel::BATCH as usize + 2;
+    let settled = wait_until(Duration::from_secs(30), || {
+        sample(pid).fds <= before.fds + slack
     });
     let after = sample(pid);
     eprintln!("client RST: parent fds {} -> {}", before.fds, after.fds);
-    assert!(settled, "fds not released: {} -> {}", before.fds, after.fds);
+    if !settled {
+        let ss = std::process::Command::new("ss")
+            .args(["-tanp"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mine: Vec<&str> = ss
+            .lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+            .collect();
+        panic!(
+            "fds not released 30 s after {RSTS} client RSTs: {} -> {} ({kinds_before:?} -> {:?}); parent's TCP sockets:\n{}",
+            before.fds,
+            after.fds,
+            fd_kinds(pid),
+            mine.join("\n")
+        );
+    }
     let t = load(s.tcp, 20, 1 << 20);
     assert_clean("after RSTs", &t, false);
+}
+
+const RSTS: usize = 200;
+
+/// Connect, send part of 1 MiB, then close with SO_LINGER 0 (RST).
+fn client_rst(addr: SocketAddr) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    let data = vec![7u8; 1 << 20];
+    let _ = c.write_all(&data[..rand::random::<usize>() % data.len()]);
+    // SO_LINGER 0: close sends RST
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket fd and a properly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&c),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(c);
 }
 
 #[test]
@@ -818,11 +933,34 @@ fn fault_rlimit_nofile_exhausted_listener_recovers() {
     let ok = wait_until(Duration::from_secs(20), || {
         transfer(s.tcp, 1000) == Outcome::Exact
     });
-    assert!(
-        ok,
-        "listener did not recover after EMFILE\n{}",
-        s.kit.stderr()
-    );
+    if !ok {
+        let service_fds: Vec<usize> = pids_with_exact_cmdline(&s.service)
+            .iter()
+            .map(|p| {
+                std::fs::read_dir(format!("/proc/{p}/fd"))
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+            })
+            .collect();
+        // TCP states inside the namespace (the forwarder's backend sockets live there)
+        let ns = std::process::Command::new("nsenter")
+            .args(["-t", &s.kit.child_pid().to_string(), "-n", "ss", "-tanH"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mut states = std::collections::BTreeMap::new();
+        for l in ns.lines() {
+            *states
+                .entry(l.split_whitespace().next().unwrap_or("").to_string())
+                .or_insert(0) += 1;
+        }
+        panic!(
+            "listener did not recover 20 s after all 400 clients closed: parent fds {:?}, \
+             service fds {service_fds:?}, TCP states in the namespace (root only) {states:?}\n{}",
+            fd_kinds(pid),
+            s.kit.stderr()
+        );
+    }
     let t = load(s.tcp, 10, 64 << 10);
     assert_clean("after EMFILE", &t, false);
 }

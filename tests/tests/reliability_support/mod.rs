@@ -124,6 +124,29 @@ pub fn cmd_user(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd_as(program, target_ids().expect("test user"))
 }
 
+/// The test process's RLIMIT_NOFILE soft limit before [`raise_own_nofile`].
+static ORIGINAL_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Raise this (client) process's soft RLIMIT_NOFILE to its hard limit, so thousands of client
+/// connections fit. rootlesskit is still started with the original limits (see
+/// [`Kit::start_opts`]), as a user's shell would start it.
+pub fn raise_own_nofile() {
+    ORIGINAL_NOFILE.get_or_init(|| {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid struct.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            let orig = (l.rlim_cur, l.rlim_max);
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            orig
+        }
+    });
+}
+
 /// A temporary directory, owned by the test user, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -203,13 +226,17 @@ impl Kit {
         for (k, v) in &o.env {
             c.env(k, v);
         }
-        if let Some(n) = o.nofile {
+        let nofile = o
+            .nofile
+            .map(|n| (n, n))
+            .or_else(|| ORIGINAL_NOFILE.get().copied());
+        if let Some((soft, hard)) = nofile {
             // SAFETY: setrlimit is async-signal-safe.
             unsafe {
                 c.pre_exec(move || {
                     let l = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
+                        rlim_cur: soft,
+                        rlim_max: hard,
                     };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
                         return Err(std::io::Error::last_os_error());
