@@ -103,7 +103,8 @@ fn recv_batch(
             fd.as_raw_fd(),
             hdrs.as_mut_ptr(),
             slots as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            // glibc takes c_int flags, musl c_uint.
+            libc::MSG_DONTWAIT as _,
             std::ptr::null_mut(),
         )
     };
@@ -155,7 +156,7 @@ fn send_batch(
                 fd.as_raw_fd(),
                 hdrs[off..].as_mut_ptr(),
                 (n - off) as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
             )
         };
         if r < 0 {

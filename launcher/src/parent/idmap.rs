@@ -48,6 +48,11 @@ pub enum IdMapError {
     Getsubids(String),
 }
 
+/// A range is usable when it is non-empty and ends within the 32-bit id space.
+fn valid_range(start: u64, count: u64) -> bool {
+    count > 0 && start.checked_add(count).is_some_and(|e| e <= 1u64 << 32)
+}
+
 /// Parse /etc/subuid-style content: every range of lines matching `user` or `uid`.
 pub fn parse_subid_file(content: &str, user: &str, uid: u32) -> Vec<SubIdRange> {
     let uid_s = uid.to_string();
@@ -66,7 +71,7 @@ pub fn parse_subid_file(content: &str, user: &str, uid: u32) -> Vec<SubIdRange> 
             continue;
         }
         if let (Ok(start), Ok(count)) = (start.trim().parse(), count.trim().parse()) {
-            if count > 0 {
+            if valid_range(start, count) {
                 out.push(SubIdRange { start, count });
             }
         }
@@ -83,7 +88,7 @@ pub fn parse_getsubids(output: &str) -> Vec<SubIdRange> {
             continue;
         }
         if let (Ok(start), Ok(count)) = (f[2].parse(), f[3].parse()) {
-            if count > 0 {
+            if valid_range(start, count) {
                 out.push(SubIdRange { start, count });
             }
         }
@@ -196,10 +201,15 @@ pub fn map_args(id: u32, ranges: &[SubIdRange]) -> Vec<String> {
     let mut args = vec!["0".to_string(), id.to_string(), "1".to_string()];
     let mut next = 1u64;
     for r in ranges {
+        // ids are 32-bit: a range that would run past 2^32 inside the namespace is dropped
+        // (the parsers already refuse ranges that run past 2^32 on the host).
+        let Some(end) = next.checked_add(r.count).filter(|e| *e <= 1u64 << 32) else {
+            break;
+        };
         args.push(next.to_string());
         args.push(r.start.to_string());
         args.push(r.count.to_string());
-        next += r.count;
+        next = end;
     }
     args
 }
@@ -293,6 +303,23 @@ mod tests {
             map_args(1001, &r).join(" "),
             "0 1001 1 1 100000 65536 65537 200000 65536"
         );
+    }
+
+    #[test]
+    fn huge_ranges_are_refused_not_overflowed() {
+        // fuzz/regressions/subid/map_args-overflow
+        let c =
+            "rktest:18446744073709551615:18446744073709551615\nrktest:1:1\nrktest:4294967295:2\n";
+        let r = parse_subid_file(c, "rktest", 1001);
+        assert_eq!(r, vec![SubIdRange { start: 1, count: 1 }]);
+        let big = [
+            SubIdRange {
+                start: 0,
+                count: 1u64 << 32,
+            },
+            SubIdRange { start: 1, count: 1 },
+        ];
+        assert_eq!(map_args(1001, &big).join(" "), "0 1001 1");
     }
 
     #[test]
