@@ -123,6 +123,11 @@ for b in rootlesskit rootlessctl rootlesskit-docker-proxy; do
 	[ -x "$TARGET/debug/$b" ] || build_failed "$TARGET/debug/$b was not built; the build"
 	cp "$TARGET/debug/$b" "$STAGE/bin/"
 done
+# Test-only helpers (tests/src/bin), looked up next to the binaries under test.
+for b in rk-echo; do
+	[ -x "$TARGET/debug/$b" ] || build_failed "$TARGET/debug/$b was not built; the build"
+	cp "$TARGET/debug/$b" "$STAGE/bin/"
+done
 shared=""
 if [ -d "$ROOT/../shared" ]; then
 	cp -r "$ROOT/../shared" "$STAGE/shared"
@@ -231,6 +236,21 @@ if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)); then
 		failures+=("hack/demo.sh (main job) — see $demo_log")
 	fi
 	chmod a+r "$demo_log"
+fi
+
+# ---- fuzzing: every cargo-fuzz target for a bounded time (RK_FUZZ_SECONDS, default 20) ----
+if [ -z "${RK_TEST_EXES:-}" ] && (($# == 0)) && is_root && [ "${RK_SKIP_FUZZ:-0}" != 1 ]; then
+	log "[fuzz] hack/fuzz.sh ${RK_FUZZ_SECONDS:-20}"
+	fuzz_log="$STAGE/logs/fuzz.log"
+	if (cd "$ROOT" && timeout --kill-after=30 1800 bash hack/fuzz.sh "${RK_FUZZ_SECONDS:-20}") >"$fuzz_log" 2>&1; then
+		passed=$((passed + 1))
+		tail -n 8 "$fuzz_log"
+	else
+		failed=$((failed + 1))
+		tail -n 40 "$fuzz_log"
+		failures+=("hack/fuzz.sh (fuzz targets) — see $fuzz_log")
+	fi
+	chmod a+r "$fuzz_log"
 fi
 
 # ---- static (musl) build: build, verify static linking, run --version and forward ports ----
