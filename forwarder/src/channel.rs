@@ -19,6 +19,12 @@
 //! - `DISABLED`: the child answered with an errno (e.g. transparent sockets without
 //!   CAP_NET_ADMIN); callers fall back to the normal kind.
 //!
+//! A pool never holds more than [`MAX_POOLED`] sockets (extras are closed). Under fd pressure
+//! the pools give way to connections: a reply truncated because our fd table is full
+//! (`MSG_CTRUNC`; the fds that were installed are still taken over) or accept failing with
+//! EMFILE/ENFILE (`SocketPools::release_under_pressure` closes half of every pool) holds off
+//! new requests for a moment instead of re-asking at once.
+//!
 //! Wire format: every message is one datagram starting with a 16-byte little-endian header
 //! `op:u8 kind:u8 count:u16 errno:i32 req_id:u64`. Parent→child: `INIT` (kind = transparent mode
 //! 0/1), `ALLOC` (kind, count ≤ [`MAX_FDS`]). Child→parent: `REPLY` with `count` fds attached via
@@ -33,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 
 use crate::engine::sys;
 
@@ -41,6 +47,11 @@ use crate::engine::sys;
 pub const BATCH: u16 = 32;
 /// A pool below this many sockets asks the child for a new batch.
 pub const REFILL_BELOW: usize = 16;
+/// Hard cap of one pool: sockets beyond it are closed on arrival.
+pub const MAX_POOLED: usize = 2 * BATCH as usize;
+/// After fd pressure (our table full, the child out of fds, accept EMFILE): no new request
+/// for this long, so freed fds go to accept and connections first.
+const PRESSURE_BACKOFF_MS: u64 = 100;
 /// SCM_RIGHTS limit per message (`SCM_MAX_FD`).
 pub const MAX_FDS: usize = 253;
 /// `SO_MARK` of transparent sockets (the child's `ip rule fwmark 100 lookup 100`).
@@ -147,34 +158,69 @@ fn decode(b: &[u8]) -> Option<Header> {
 }
 
 /// Receive one datagram with up to [`MAX_FDS`] fds; every fd is owned at once (closed on drop).
-fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), nix::Error> {
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let mut iov = [io::IoSliceMut::new(buf)];
+///
+/// Returns the byte count, the fds and whether the control data was truncated (`MSG_CTRUNC`).
+/// When our fd table is full the kernel installs as many of the passed fds as it can, sets
+/// `MSG_CTRUNC`, describes the installed ones in a valid `SCM_RIGHTS` header and closes the
+/// rest. Those installed fds must still be taken over: skipping the control data on
+/// `MSG_CTRUNC` (as `nix`'s `cmsgs()` does) leaks them for the life of the process.
+fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Vec<OwnedFd>, bool), nix::Error> {
+    const FD_SIZE: usize = std::mem::size_of::<RawFd>();
+    // SAFETY: pure size computation.
+    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * FD_SIZE) as u32) } as usize;
+    // u64 elements: cmsghdr alignment.
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let cbuf_len = cbuf.len() * 8;
     loop {
-        match recvmsg::<UnixAddr>(
-            fd.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::ScmRights(raw) = c {
-                            for r in raw {
-                                // SAFETY: the kernel installed these fds in our table for us
-                                // (SCM_RIGHTS); nobody else owns them.
-                                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
-                            }
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cbuf.as_mut_ptr().cast();
+        mh.msg_controllen = cbuf_len as _;
+        // SAFETY: `mh` points to live buffers of the stated lengths.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut mh, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            match nix::Error::last() {
+                nix::Error::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        let truncated = mh.msg_flags & libc::MSG_CTRUNC != 0;
+        let mut fds = Vec::new();
+        let base = cbuf.as_ptr() as usize;
+        // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into `cbuf`
+        // (also with MSG_CTRUNC); CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and every
+        // read below is bounds-checked against the buffer.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&mh);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c);
+                    let hdr = libc::CMSG_LEN(0) as usize;
+                    let len = ((*c).cmsg_len as usize).saturating_sub(hdr);
+                    let room = (base + cbuf_len).saturating_sub(data as usize);
+                    let cnt = len.min(room) / FD_SIZE;
+                    for i in 0..cnt {
+                        let r = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        if r >= 0 {
+                            // The kernel installed this fd in our table for us (SCM_RIGHTS);
+                            // nobody else owns it.
+                            fds.push(OwnedFd::from_raw_fd(r));
                         }
                     }
                 }
-                return Ok((msg.bytes, fds));
+                c = libc::CMSG_NXTHDR(&mh, c);
             }
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e),
         }
+        return Ok((n as usize, fds, truncated));
     }
 }
 
@@ -222,7 +268,7 @@ pub fn serve_child(channel: OwnedFd, netns: Option<PathBuf>) -> Result<(), Chann
     let mut buf = [0u8; 64];
     loop {
         let (n, fds) = match recv_with_fds(channel.as_fd(), &mut buf) {
-            Ok(v) => v,
+            Ok((n, fds, _)) => (n, fds),
             Err(nix::Error::ECONNRESET) => return Ok(()),
             Err(e) => return Err(ChannelError::Recv(e)),
         };
@@ -385,6 +431,22 @@ impl SocketPools {
         }
     }
 
+    /// The process is out of fds (accept failed with EMFILE/ENFILE): close half of every
+    /// pool's sockets (rounded up) so accept can make progress, and hold off refills for a
+    /// moment so the freed fds are not taken right back. Returns the number of closed sockets.
+    pub(crate) fn release_under_pressure(&self) -> usize {
+        self.retry_after_ms
+            .store(self.now_ms() + PRESSURE_BACKOFF_MS, Ordering::Relaxed);
+        let mut dropped = Vec::new();
+        for p in &self.pools {
+            if let Ok(mut q) = p.socks.lock() {
+                let n = q.len().div_ceil(2);
+                dropped.extend(q.drain(..n));
+            }
+        }
+        dropped.len() // closed here
+    }
+
     /// Whether a kind is usable (not disabled by the child's answer).
     pub(crate) fn enabled(&self, kind: SockKind) -> bool {
         !self.pools[kind as usize].disabled.load(Ordering::Relaxed)
@@ -441,8 +503,8 @@ impl SocketPools {
         let mut buf = [0u8; 64];
         loop {
             let r = recv_with_fds(self.channel.as_fd(), &mut buf);
-            let (n, fds) = match r {
-                Ok((0, _)) | Err(_) => break,
+            let (n, fds, truncated) = match r {
+                Ok((0, _, _)) | Err(_) => break,
                 Ok(v) => v,
             };
             let Some(h) = decode(&buf[..n]) else { continue };
@@ -482,16 +544,29 @@ impl SocketPools {
                 p.disabled.store(true, Ordering::Relaxed);
             }
             let _ = h.count;
-            let transient = good.is_empty() && h.errno != 0;
+            // A truncated reply (MSG_CTRUNC: our fd table is full, the kernel closed the fds it
+            // could not install) is fd pressure on our side: asking again at once would only
+            // have the kernel drop the next batch too.
+            let transient = (good.is_empty() && h.errno != 0) || truncated;
+            let pooled = good.len();
+            let mut extra = Vec::new();
             if let Ok(mut q) = p.socks.lock() {
-                q.extend(good);
+                for s in good {
+                    if q.len() < MAX_POOLED {
+                        q.push_back(s);
+                    } else {
+                        extra.push(s);
+                    }
+                }
             }
+            drop(extra); // beyond the cap: closed
             if transient {
+                let ms = if truncated { PRESSURE_BACKOFF_MS } else { 50 };
                 self.retry_after_ms
-                    .store(self.now_ms() + 50, Ordering::Relaxed);
+                    .store(self.now_ms() + ms, Ordering::Relaxed);
             }
             p.outstanding.store(false, Ordering::Release);
-            if !transient || p.disabled.load(Ordering::Relaxed) {
+            if pooled > 0 || !transient || p.disabled.load(Ordering::Relaxed) {
                 // Waiting connections retry now; after a transient failure they retry from
                 // their worker's coarse timer instead.
                 self.wake_all();

@@ -1,5 +1,6 @@
 //! Error texts of add_port (Go's `net.Listen` wording), privileged ports, listener survival under
-//! EMFILE (in a subprocess with a low RLIMIT_NOFILE), and a misbehaving child.
+//! EMFILE (in a subprocess with a low RLIMIT_NOFILE, with the child in-process or, as in
+//! rootlesskit, in its own process with its own fd table), and a misbehaving child.
 //!
 //! Run: `cargo test -p rootlesskit-forwarder --test errors`. When run as root, the privileged
 //! port check re-executes this binary as uid 1001 (`rktest`) so that port 80 really is refused.
@@ -132,28 +133,105 @@ fn privileged_port_text() {
     }
 }
 
+/// Subprocess body of the channel child: `serve_child` on the inherited fd, until EOF.
+#[test]
+fn channel_child_helper() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if let Some(fd) = std::env::var("FWD_CHANNEL_CHILD_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        // SAFETY: the fd was inherited for us (see `start_own_child`); nothing else owns it.
+        let ch = unsafe { OwnedFd::from_raw_fd(fd) };
+        forwarder::channel::serve_child(ch, None).expect("serve_child");
+    }
+}
+
+/// A forwarder whose channel child is a separate process (own fd table, normal limit), as with
+/// the real rootlesskit child: at the parent's fd limit, replies arrive with MSG_CTRUNC.
+fn start_own_child(backend: Backend) -> (forwarder::Forwarder, std::process::Child) {
+    use std::os::fd::AsRawFd;
+    let (parent, child) = channel_pair();
+    let raw = child.as_raw_fd();
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.args([
+        "--exact",
+        "channel_child_helper",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("FWD_CHANNEL_CHILD_FD", raw.to_string())
+    .env_remove("FWD_EMFILE_HELPER")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    // SAFETY: only fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let proc = cmd.spawn().expect("spawn channel child");
+    drop(child);
+    let fwd = forwarder::Forwarder::start(
+        parent,
+        ForwarderConfig {
+            backend: Some(backend),
+            workers: 2,
+            require_foreign_netns: false,
+            ..ForwarderConfig::default()
+        },
+    )
+    .expect("start forwarder");
+    (fwd, proc)
+}
+
 /// Subprocess body: low RLIMIT_NOFILE, forwarder + echo target, print the port, wait for stdin
 /// EOF, print the stats.
 fn emfile_helper_body(backend: Backend) {
     use nix::sys::resource::{setrlimit, Resource};
+    let own_child = std::env::var_os("FWD_EMFILE_OWN_CHILD").is_some();
+    // The separate child keeps the normal limit: spawn it first.
+    let mut own = own_child.then(|| start_own_child(backend));
     setrlimit(Resource::RLIMIT_NOFILE, 256, 256).expect("setrlimit");
-    let env = start(backend);
+    let env = own.is_none().then(|| start(backend));
+    let fwd = match (&env, &own) {
+        (Some(e), _) => e.fwd(),
+        (None, Some((f, _))) => f,
+        (None, None) => unreachable!(),
+    };
     // The target lives in the test process (its own fd table), as a real service would.
     let target: u16 = std::env::var("FWD_EMFILE_TARGET")
         .ok()
         .and_then(|v| v.parse().ok())
         .expect("target port");
     let port = free_port();
-    env.fwd()
-        .add_port(1, &spec("tcp", "127.0.0.1", port, "", target))
+    fwd.add_port(1, &spec("tcp", "127.0.0.1", port, "", target))
         .expect("add_port");
     println!("PORT {port}");
     std::io::stdout().flush().expect("flush");
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
-    let st = env.fwd().stats(1).expect("stats");
+    let st = fwd.stats(1).expect("stats");
     println!("STATS errors={} total={}", st.errors, st.total);
     std::io::stdout().flush().expect("flush");
+    drop(env);
+    if let Some((f, mut p)) = own.take() {
+        f.shutdown();
+        assert!(
+            p.wait().expect("wait channel child").success(),
+            "channel child failed"
+        );
+    }
+}
+
+/// Open fds of a process.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -185,18 +263,22 @@ fn try_echo(addr: &str, data: &[u8], timeout: Duration) -> bool {
     read_ok && write_ok && got == data
 }
 
-fn emfile_case(backend: Backend) {
+fn emfile_case(backend: Backend, own_child: bool) {
     let (ea, _h) = echo_server("127.0.0.1:0");
     let exe = std::env::current_exe().expect("exe");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "emfile_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("FWD_EMFILE_HELPER", backend.name())
-        .env("FWD_EMFILE_TARGET", ea.port().to_string())
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "emfile_helper",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("FWD_EMFILE_HELPER", backend.name())
+    .env("FWD_EMFILE_TARGET", ea.port().to_string());
+    if own_child {
+        cmd.env("FWD_EMFILE_OWN_CHILD", "1");
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -211,6 +293,9 @@ fn emfile_case(backend: Backend) {
         }
     };
     let addr = format!("127.0.0.1:{port}");
+    // Baseline once the initial pool batches have arrived.
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = fd_count(child.id());
     // Flood: far more connections than the helper has fds for.
     let mut conns = Vec::new();
     for _ in 0..300 {
@@ -238,6 +323,17 @@ fn emfile_case(backend: Backend) {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("served again: {ok} after {:?}", t0.elapsed());
+    // Pools may hold up to a few batches more than at start, but nothing may be kept for
+    // good: under a full fd table the parent used to leak the fds of truncated replies.
+    let t1 = Instant::now();
+    let mut fds = fd_count(child.id());
+    while fds > baseline + 48 && t1.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+        fds = fd_count(child.id());
+    }
+    // A second round after the fd count settled must work too.
+    let again = ok && try_echo(&addr, &data, Duration::from_secs(3));
+    eprintln!("fds: baseline {baseline}, after {fds}; served a second time: {again}");
     drop(child.stdin.take());
     let mut stats = String::new();
     for l in lines.by_ref() {
@@ -247,7 +343,15 @@ fn emfile_case(backend: Backend) {
         }
     }
     let status = child.wait().expect("wait helper");
-    assert!(ok, "listener did not serve after EMFILE ({backend:?})");
+    assert!(
+        ok,
+        "listener did not serve after EMFILE ({backend:?}, own child {own_child})"
+    );
+    assert!(
+        fds <= baseline + 48,
+        "parent kept fds after EMFILE ({backend:?}, own child {own_child}): {fds} vs {baseline}"
+    );
+    assert!(again, "no second round after EMFILE ({backend:?})");
     assert!(status.success(), "helper failed");
     let errors: u64 = stats
         .split_whitespace()
@@ -262,9 +366,11 @@ fn listener_survives_emfile_all_backends() {
     if std::env::var_os("FWD_EMFILE_HELPER").is_some() {
         return;
     }
-    for b in Backend::ALL {
-        eprintln!("emfile case {b:?}");
-        emfile_case(b);
+    for own_child in [false, true] {
+        for b in Backend::ALL {
+            eprintln!("emfile case {b:?}, own child {own_child}");
+            emfile_case(b, own_child);
+        }
     }
 }
 

@@ -454,6 +454,7 @@ impl Worker {
         let stats = l.stats.clone();
         let mut accepted = Vec::new();
         let mut backoff = false;
+        let mut out_of_fds = false;
         for _ in 0..ACCEPT_BATCH {
             match sys::accept(l.fd.as_fd()) {
                 Ok((fd, peer)) => accepted.push((fd, peer)),
@@ -465,6 +466,7 @@ impl Worker {
                         // listener, stop polling it for a while.
                         stats.err();
                         backoff = true;
+                        out_of_fds = matches!(sys::errno(&e), libc::EMFILE | libc::ENFILE);
                         break;
                     }
                 },
@@ -475,6 +477,10 @@ impl Worker {
             l.backoff_until = Some(Instant::now() + ACCEPT_BACKOFF);
             self.poller
                 .modify(l.fd.as_fd(), token(T_LISTEN, k), Interest::NONE);
+        }
+        if out_of_fds {
+            // Pooled namespace sockets are fds too: give some back so accept can progress.
+            self.shared.pools.release_under_pressure();
         }
         let shared = self.shared.clone();
         let Some(workers) = shared.workers.get() else {
