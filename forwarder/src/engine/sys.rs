@@ -361,3 +361,61 @@ pub(crate) fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concerns.
     let _ = unsafe { sigaction(Signal::SIGPIPE, &act) };
 }
+
+/// Congestion control of a TCP socket (`TCP_CONGESTION`), e.g. `b"bbr"`.
+fn congestion(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
+    let mut name = [0u8; 16];
+    let mut len = name.len() as libc::socklen_t;
+    // SAFETY: `name`/`len` are valid for writes of the advertised size; fd is borrowed (open).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(name)
+}
+
+fn set_congestion(fd: BorrowedFd<'_>, name: &[u8]) -> bool {
+    // SAFETY: `name` is a live byte slice of the advertised length; fd is borrowed (open).
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Local (loopback / namespace-internal) TCP socket: if its congestion control is BBR, switch
+/// it to cubic (or reno, always permitted). BBR needs pacing, and without the `fq` qdisc the
+/// kernel paces with an hrtimer per burst: pure CPU overhead on a link that never drops.
+/// `cache` remembers the per-namespace outcome (0 unknown, 1 switch to cubic, 2 switch to reno,
+/// 3 leave alone) so the common case costs one setsockopt (or none).
+pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::AtomicU8) {
+    use std::sync::atomic::Ordering;
+    match cache.load(Ordering::Relaxed) {
+        1 if set_congestion(fd, b"cubic") => return,
+        2 if set_congestion(fd, b"reno") => return,
+        3 => return,
+        _ => {}
+    }
+    let verdict = match congestion(fd) {
+        Some(n) if n.starts_with(b"bbr") => {
+            if set_congestion(fd, b"cubic") {
+                1
+            } else if set_congestion(fd, b"reno") {
+                2
+            } else {
+                3
+            }
+        }
+        _ => 3,
+    };
+    cache.store(verdict, Ordering::Relaxed);
+}

@@ -80,6 +80,11 @@ const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 
+/// Congestion-control verdicts (see [`sys::unpace_local`]) for host-side loopback clients and for
+/// namespace-side sockets (the child's network namespace), one per process.
+static HOST_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static NS_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 pub(crate) struct Listener {
     id: u64,
     fd: OwnedFd,
@@ -482,6 +487,9 @@ impl Worker {
         };
         for (fd, peer) in accepted {
             let _ = sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+            if peer.is_some_and(|p| sys::unmap(p).ip().is_loopback()) {
+                sys::unpace_local(fd.as_fd(), &HOST_CC);
+            }
             stats.total.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
             let w = self.shared.rr.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
@@ -605,6 +613,7 @@ impl Worker {
             self.finish(k, c, End::Reset(1));
             return;
         };
+        sys::unpace_local(s.as_fd(), &NS_CC);
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
