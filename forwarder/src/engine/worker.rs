@@ -30,7 +30,7 @@
 //! the pipe was ≥ 90% full), then splice the source into the pipe (`len` = free room), loop until
 //! EAGAIN with an exact count of bytes in the pipe, at most 4 pipe capacities per wake-up. Pipes
 //! are taken lazily from the worker's pool and returned to it as soon as they are empty at
-//! EAGAIN, so idle connections hold none. A pipe filled completely 4 times grows to 256 KiB.
+//! EAGAIN, so idle connections hold none. A pipe filled completely 4 times grows to 512 KiB.
 //! Copy mode: read into the worker's 64 KiB scratch buffer and write directly; only an unwritten
 //! remainder is kept per direction. With `adaptive_copy`, every direction starts in copy mode
 //! (small request/response messages cost one read + one write) and switches to splice once a
