@@ -397,12 +397,14 @@ fn set_congestion(fd: BorrowedFd<'_>, name: &[u8]) -> bool {
 /// kernel paces with an hrtimer per burst: pure CPU overhead on a link that never drops.
 /// `cache` remembers the per-namespace outcome (0 unknown, 1 switch to cubic, 2 switch to reno,
 /// 3 leave alone) so the common case costs one setsockopt (or none).
-pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::AtomicU8) {
+///
+/// Returns true if the socket now uses a non-pacing congestion control set by us.
+pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::AtomicU8) -> bool {
     use std::sync::atomic::Ordering;
     match cache.load(Ordering::Relaxed) {
-        1 if set_congestion(fd, b"cubic") => return,
-        2 if set_congestion(fd, b"reno") => return,
-        3 => return,
+        1 if set_congestion(fd, b"cubic") => return true,
+        2 if set_congestion(fd, b"reno") => return true,
+        3 => return false,
         _ => {}
     }
     let verdict = match congestion(fd) {
@@ -418,4 +420,24 @@ pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::Atomic
         _ => 3,
     };
     cache.store(verdict, Ordering::Relaxed);
+    verdict != 3
+}
+
+/// Local address of a socket (`getsockname`).
+pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss`/`len` are valid for writes of the advertised size; fd is borrowed (open).
+    let r = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    from_sockaddr(&ss)
 }

@@ -91,6 +91,8 @@ pub(crate) struct Listener {
     target: SocketAddr,
     stats: Arc<Counters>,
     backoff_until: Option<Instant>,
+    /// Loopback listener whose congestion control was switched (accepted sockets inherit it).
+    unpaced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,12 +358,19 @@ impl Worker {
                     target,
                     stats,
                 } => {
+                    // A loopback-only listener: accepted sockets inherit the congestion control
+                    // set here, so they are never paced (BBR initialised at the handshake keeps
+                    // pacing on even after a later switch).
+                    let unpaced = sys::local_addr(listener.as_fd())
+                        .is_some_and(|a| sys::unmap(a).ip().is_loopback())
+                        && sys::unpace_local(listener.as_fd(), &HOST_CC);
                     let k = self.listeners.insert(Listener {
                         id,
                         fd: listener,
                         target,
                         stats,
                         backoff_until: None,
+                        unpaced,
                     });
                     if let Some(l) = self.listeners.get_mut(k) {
                         if self
@@ -455,6 +464,7 @@ impl Worker {
             return;
         }
         let id = l.id;
+        let unpaced = l.unpaced;
         let target = l.target;
         let stats = l.stats.clone();
         let mut accepted = Vec::new();
@@ -487,8 +497,8 @@ impl Worker {
         };
         for (fd, peer) in accepted {
             let _ = sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-            if peer.is_some_and(|p| sys::unmap(p).ip().is_loopback()) {
-                sys::unpace_local(fd.as_fd(), &HOST_CC);
+            if !unpaced && peer.is_some_and(|p| sys::unmap(p).ip().is_loopback()) {
+                let _ = sys::unpace_local(fd.as_fd(), &HOST_CC);
             }
             stats.total.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
@@ -613,7 +623,7 @@ impl Worker {
             self.finish(k, c, End::Reset(1));
             return;
         };
-        sys::unpace_local(s.as_fd(), &NS_CC);
+        let _ = sys::unpace_local(s.as_fd(), &NS_CC);
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
