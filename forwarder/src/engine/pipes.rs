@@ -2,7 +2,7 @@
 //!
 //! Pipe capacity is charged to the UID when a pipe is sized (`fs.pipe-user-pages-soft`, shared
 //! with the containers of a rootless user), so the engine keeps a budget of at most 25% of the
-//! soft limit. Pipes start at the kernel default (64 KiB) and grow to 256 KiB only for flows that
+//! soft limit. Pipes start at the kernel default (64 KiB) and grow to 512 KiB only for flows that
 //! repeatedly fill them. If `F_SETPIPE_SZ` fails with EPERM, or a new pipe comes back smaller
 //! than 64 KiB (the user is over the soft limit), growth/creation stops for the whole process and
 //! connections use the copy path instead.
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::sys;
 
 pub(crate) const PIPE_MIN: usize = 64 * 1024;
-pub(crate) const PIPE_GROWN: usize = 256 * 1024;
+pub(crate) const PIPE_GROWN: usize = 512 * 1024;
 const PAGE: usize = 4096;
 const POOL_MAX: usize = 32;
 
@@ -186,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn growth_to_256k_within_budget() {
+    fn growth_to_grown_size_within_budget() {
         let b = PipeBudget::with_limit_pages(1024);
         let mut pool = PipePool::new(b.clone());
         let mut p = pool.get().expect("pipe");

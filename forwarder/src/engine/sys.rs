@@ -361,3 +361,83 @@ pub(crate) fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety concerns.
     let _ = unsafe { sigaction(Signal::SIGPIPE, &act) };
 }
+
+/// Congestion control of a TCP socket (`TCP_CONGESTION`), e.g. `b"bbr"`.
+fn congestion(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
+    let mut name = [0u8; 16];
+    let mut len = name.len() as libc::socklen_t;
+    // SAFETY: `name`/`len` are valid for writes of the advertised size; fd is borrowed (open).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(name)
+}
+
+fn set_congestion(fd: BorrowedFd<'_>, name: &[u8]) -> bool {
+    // SAFETY: `name` is a live byte slice of the advertised length; fd is borrowed (open).
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Local (loopback / namespace-internal) TCP socket: if its congestion control is BBR, switch
+/// it to cubic (or reno, always permitted). BBR needs pacing, and without the `fq` qdisc the
+/// kernel paces with an hrtimer per burst: pure CPU overhead on a link that never drops.
+/// `cache` remembers the per-namespace outcome (0 unknown, 1 switch to cubic, 2 switch to reno,
+/// 3 leave alone) so the common case costs one setsockopt (or none).
+///
+/// Returns true if the socket now uses a non-pacing congestion control set by us.
+pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::AtomicU8) -> bool {
+    use std::sync::atomic::Ordering;
+    match cache.load(Ordering::Relaxed) {
+        1 if set_congestion(fd, b"cubic") => return true,
+        2 if set_congestion(fd, b"reno") => return true,
+        3 => return false,
+        _ => {}
+    }
+    let verdict = match congestion(fd) {
+        Some(n) if n.starts_with(b"bbr") => {
+            if set_congestion(fd, b"cubic") {
+                1
+            } else if set_congestion(fd, b"reno") {
+                2
+            } else {
+                3
+            }
+        }
+        _ => 3,
+    };
+    cache.store(verdict, Ordering::Relaxed);
+    verdict != 3
+}
+
+/// Local address of a socket (`getsockname`).
+pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss`/`len` are valid for writes of the advertised size; fd is borrowed (open).
+    let r = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    from_sockaddr(&ss)
+}

@@ -8,7 +8,9 @@
 //!
 //! - `SOCK_WAIT`: the pool was dry; up to [`QUEUE_MAX`] datagrams are queued and the flow is
 //!   retried when sockets arrive. Other flows keep running (a new flow never stalls the port).
-//! - `OPEN`: datagrams are `send()` on the flow socket; replies read from it are sent back to
+//! - `OPEN`: datagrams are sent on the flow socket (a run of one client's datagrams from one
+//!   `recvmmsg` goes out as `UDP_SEGMENT` GSO batches of equal-sized datagrams, else `sendmmsg`;
+//!   port and flow sockets ask for 4 MiB buffers); replies read from it are sent back to
 //!   the client with `sendto()` through the port socket. ECONNREFUSED on the flow socket (no
 //!   listener yet in the namespace) is ignored, as RootlessKit does.
 //! - `EXPIRED`: no traffic for `udp_idle_timeout` (90 s by default, coarse 1 s timer) → closed.
@@ -180,6 +182,184 @@ fn send_batch(
     Ok(sent)
 }
 
+/// Socket buffers of the port socket and of flow sockets: a blasting client must not overflow
+/// the default (≈ 200 KiB) receive queue while the worker waits for the CPU. The kernel caps
+/// this at `net.core.rmem_max`/`wmem_max` (no privilege needed).
+const UDP_BUF: i32 = 4 << 20;
+
+fn grow_buffers(fd: BorrowedFd<'_>) {
+    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, UDP_BUF);
+    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, UDP_BUF);
+}
+
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Payload limit of one GSO send (IPv4 maximum is 65507) and segment limit (UDP_MAX_SEGMENTS).
+const GSO_MAX_BYTES: usize = 65000;
+const GSO_MAX_SEGS: usize = 64;
+/// Cleared for the process when the kernel refuses `UDP_SEGMENT` (old kernel, no checksum
+/// offload on the route): every send then uses `sendmmsg`.
+static GSO_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// One `sendmsg` with `UDP_SEGMENT = seg`: the kernel carries the datagrams as one GSO packet
+/// and splits it at the receiving socket (or device), so a burst costs one trip through the
+/// stack and one wake-up of the receiver instead of one per datagram. Datagram boundaries are
+/// kept: every slot is exactly one segment (all `seg` bytes, the last one ≤ `seg`).
+fn send_gso(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [u8],
+    slots: &[(usize, usize)],
+    seg: usize,
+) -> io::Result<usize> {
+    let n = slots.len().min(GSO_MAX_SEGS);
+    let mut iovs: [libc::iovec; GSO_MAX_SEGS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; GSO_MAX_SEGS];
+    for (i, &(slot, len)) in slots[..n].iter().enumerate() {
+        let Some(b) = bufs.get_mut(slot * SLOT..slot * SLOT + len.min(SLOT)) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        iovs[i].iov_base = b.as_mut_ptr().cast();
+        iovs[i].iov_len = b.len();
+    }
+    // cmsg space for one u16, aligned (CMSG_SPACE(2) = 24 on 64-bit Linux).
+    let mut cbuf = [0u64; 4];
+    // SAFETY: plain-old-data C struct; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = n as _;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+    // SAFETY: msg_control points at `cbuf` (32 bytes ≥ CMSG_SPACE(2)), so the first header and
+    // its data are in bounds; the u16 is written unaligned-safe.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+    }
+    // SAFETY: `msg` references live iovecs (in-bounds slices of `bufs`) and `cbuf`, all of which
+    // outlive the call.
+    let r = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Datagrams `slots[i] = (slot index in bufs, len)` on a connected socket: GSO batches of
+/// equal-sized datagrams where possible, `sendmmsg` otherwise.
+/// Returns (bytes sent, datagrams dropped by errors other than ECONNREFUSED).
+fn send_connected(fd: BorrowedFd<'_>, bufs: &mut [u8], slots: &[(usize, usize)]) -> (usize, u64) {
+    let mut sent = 0usize;
+    let mut dropped = 0u64;
+    let mut i = 0;
+    while i < slots.len() && GSO_OK.load(Ordering::Relaxed) {
+        // Longest run from i of datagrams of the same size (the last one may be shorter).
+        let seg = slots[i].1;
+        let mut j = i;
+        let mut bytes = 0;
+        while j < slots.len()
+            && j - i < GSO_MAX_SEGS
+            && bytes + slots[j].1 <= GSO_MAX_BYTES
+            && slots[j].1 <= seg
+            && slots[j].1 > 0
+        {
+            bytes += slots[j].1;
+            j += 1;
+            if slots[j - 1].1 < seg {
+                break;
+            }
+        }
+        if j - i < 2 {
+            break;
+        }
+        match send_gso(fd, bufs, &slots[i..j], seg) {
+            Ok(n) => sent += n,
+            Err(e) => match sys::errno(&e) {
+                libc::EINTR => continue,
+                libc::ECONNREFUSED => {}
+                libc::EIO
+                | libc::EINVAL
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+                | libc::EMSGSIZE => {
+                    // Not supported here: the plain path takes this run and all later ones.
+                    GSO_OK.store(false, Ordering::Relaxed);
+                    break;
+                }
+                _ => dropped += (j - i) as u64,
+            },
+        }
+        i = j;
+    }
+    if i < slots.len() {
+        let (s, d) = send_mmsg(fd, bufs, &slots[i..]);
+        sent += s;
+        dropped += d;
+    }
+    (sent, dropped)
+}
+
+/// `sendmmsg` of datagrams `slots[i] = (slot index in bufs, len)` on a connected socket.
+fn send_mmsg(fd: BorrowedFd<'_>, bufs: &mut [u8], slots: &[(usize, usize)]) -> (usize, u64) {
+    let n = slots.len().min(SLOTS);
+    // SAFETY: plain-old-data C structs; all-zero is a valid value.
+    let mut hdrs: [libc::mmsghdr; SLOTS] = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut iovs: [libc::iovec; SLOTS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SLOTS];
+    for (i, &(slot, len)) in slots[..n].iter().enumerate() {
+        let Some(b) = bufs.get_mut(slot * SLOT..slot * SLOT + len.min(SLOT)) else {
+            return (0, 0);
+        };
+        iovs[i].iov_base = b.as_mut_ptr().cast();
+        iovs[i].iov_len = b.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let mut sent = 0usize;
+    let mut dropped = 0u64;
+    let mut off = 0usize;
+    while off < n {
+        // SAFETY: headers off..n point at live iovecs (in-bounds slices of `bufs`) that outlive
+        // the call; no address (connected socket).
+        let r = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                hdrs[off..].as_mut_ptr(),
+                (n - off) as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if r < 0 {
+            match sys::errno(&io::Error::last_os_error()) {
+                libc::EINTR => continue,
+                // Nobody listens yet; RootlessKit ignores this until the timeout.
+                libc::ECONNREFUSED => {}
+                _ => dropped += 1,
+            }
+            off += 1;
+            continue;
+        }
+        for h in &hdrs[off..off + r as usize] {
+            sent += h.msg_len as usize;
+        }
+        off += r as usize;
+    }
+    (sent, dropped)
+}
+
 impl Worker {
     pub(crate) fn udp_add(
         &mut self,
@@ -188,6 +368,7 @@ impl Worker {
         target: SocketAddr,
         stats: Arc<Counters>,
     ) {
+        grow_buffers(fd.as_fd());
         let k = self.udps.insert(UdpPort {
             id,
             fd,
@@ -258,14 +439,61 @@ impl Worker {
             }
             let n = got.len();
             let now = Instant::now();
-            for (i, &(len, from)) in got.iter().enumerate() {
-                self.udp_datagram(pk, from, &bufs[i * SLOT..i * SLOT + len], now);
+            let mut i = 0;
+            while i < n {
+                // A run of datagrams from one client with an open flow: one sendmmsg.
+                let from = got[i].1;
+                let mut j = i + 1;
+                while j < n && got[j].1 == from {
+                    j += 1;
+                }
+                if j - i > 1 && self.udp_send_run(pk, from, &mut bufs, &got, i..j, now) {
+                    i = j;
+                    continue;
+                }
+                for (k, &(len, from)) in got.iter().enumerate().take(j).skip(i) {
+                    self.udp_datagram(pk, from, &bufs[k * SLOT..k * SLOT + len], now);
+                }
+                i = j;
             }
             if n < SLOTS {
                 break;
             }
         }
         self.udp.bufs = bufs;
+    }
+
+    /// Datagrams `range` of `got` (all from `from`) on the client's open flow; false if the
+    /// flow is not open (the caller then takes the per-datagram path).
+    fn udp_send_run(
+        &mut self,
+        pk: Key,
+        from: SocketAddr,
+        bufs: &mut [u8],
+        got: &[(usize, SocketAddr)],
+        range: std::ops::Range<usize>,
+        now: Instant,
+    ) -> bool {
+        let Some(p) = self.udps.get_mut(pk) else {
+            return false;
+        };
+        let Some(&fk) = p.flows.get(&from) else {
+            return false;
+        };
+        let Some(f) = self.flows.get_mut(fk) else {
+            return false;
+        };
+        let Some(fd) = f.fd.as_ref() else {
+            return false;
+        };
+        f.last = now;
+        let slots: Vec<(usize, usize)> = range.map(|k| (k, got[k].0)).collect();
+        let (sent, dropped) = send_connected(fd.as_fd(), bufs, &slots);
+        p.stats.bytes_in.fetch_add(sent as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            p.stats.errors.fetch_add(dropped, Ordering::Relaxed);
+        }
+        true
     }
 
     fn udp_datagram(&mut self, pk: Key, from: SocketAddr, data: &[u8], now: Instant) {
@@ -332,6 +560,7 @@ impl Worker {
             }
             return;
         };
+        grow_buffers(s.as_fd());
         if sys::connect(s.as_fd(), &target).is_err() {
             stats.err();
             self.udp_close_flow(fk);
@@ -424,6 +653,42 @@ impl Worker {
         for fk in dead {
             self.udp.pending.retain(|k| *k != fk);
             self.udp_close_flow(fk);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// GSO batches keep datagram boundaries: equal-sized runs, a shorter last one, and mixed
+    /// sizes all arrive as the datagrams that were sent.
+    #[test]
+    fn send_connected_keeps_datagram_boundaries() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        tx.connect(rx.local_addr().expect("addr")).expect("connect");
+        let mut bufs = vec![0u8; SLOTS * SLOT];
+        let lens = [1400, 1400, 1400, 900, 1400, 1400, 20, 3000, 3000];
+        for (i, &l) in lens.iter().enumerate() {
+            bufs[i * SLOT..i * SLOT + l].fill(i as u8 + 1);
+        }
+        let slots: Vec<(usize, usize)> = lens.iter().copied().enumerate().collect();
+        let (sent, dropped) = send_connected(tx.as_fd(), &mut bufs, &slots);
+        assert_eq!(sent, lens.iter().sum::<usize>());
+        assert_eq!(dropped, 0);
+        assert!(
+            GSO_OK.load(Ordering::Relaxed),
+            "UDP_SEGMENT works on loopback"
+        );
+        rx.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 65536];
+        for (i, &l) in lens.iter().enumerate() {
+            let n = rx.recv(&mut buf).expect("recv");
+            assert_eq!(n, l, "datagram {i}");
+            assert!(buf[..n].iter().all(|&b| b == i as u8 + 1), "datagram {i}");
         }
     }
 }

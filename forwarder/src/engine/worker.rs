@@ -30,7 +30,7 @@
 //! the pipe was ≥ 90% full), then splice the source into the pipe (`len` = free room), loop until
 //! EAGAIN with an exact count of bytes in the pipe, at most 4 pipe capacities per wake-up. Pipes
 //! are taken lazily from the worker's pool and returned to it as soon as they are empty at
-//! EAGAIN, so idle connections hold none. A pipe filled completely 4 times grows to 256 KiB.
+//! EAGAIN, so idle connections hold none. A pipe filled completely 4 times grows to 512 KiB.
 //! Copy mode: read into the worker's 64 KiB scratch buffer and write directly; only an unwritten
 //! remainder is kept per direction. With `adaptive_copy`, every direction starts in copy mode
 //! (small request/response messages cost one read + one write) and switches to splice once a
@@ -80,12 +80,19 @@ const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 
+/// Congestion-control verdicts (see [`sys::unpace_local`]) for host-side loopback clients and for
+/// namespace-side sockets (the child's network namespace), one per process.
+static HOST_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static NS_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 pub(crate) struct Listener {
     id: u64,
     fd: OwnedFd,
     target: SocketAddr,
     stats: Arc<Counters>,
     backoff_until: Option<Instant>,
+    /// Loopback listener whose congestion control was switched (accepted sockets inherit it).
+    unpaced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,12 +358,19 @@ impl Worker {
                     target,
                     stats,
                 } => {
+                    // A loopback-only listener: accepted sockets inherit the congestion control
+                    // set here, so they are never paced (BBR initialised at the handshake keeps
+                    // pacing on even after a later switch).
+                    let unpaced = sys::local_addr(listener.as_fd())
+                        .is_some_and(|a| sys::unmap(a).ip().is_loopback())
+                        && sys::unpace_local(listener.as_fd(), &HOST_CC);
                     let k = self.listeners.insert(Listener {
                         id,
                         fd: listener,
                         target,
                         stats,
                         backoff_until: None,
+                        unpaced,
                     });
                     if let Some(l) = self.listeners.get_mut(k) {
                         if self
@@ -450,6 +464,7 @@ impl Worker {
             return;
         }
         let id = l.id;
+        let unpaced = l.unpaced;
         let target = l.target;
         let stats = l.stats.clone();
         let mut accepted = Vec::new();
@@ -488,6 +503,9 @@ impl Worker {
         };
         for (fd, peer) in accepted {
             let _ = sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+            if !unpaced && peer.is_some_and(|p| sys::unmap(p).ip().is_loopback()) {
+                let _ = sys::unpace_local(fd.as_fd(), &HOST_CC);
+            }
             stats.total.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
             let w = self.shared.rr.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
@@ -611,6 +629,7 @@ impl Worker {
             self.finish(k, c, End::Reset(1));
             return;
         };
+        let _ = sys::unpace_local(s.as_fd(), &NS_CC);
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
