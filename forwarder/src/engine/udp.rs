@@ -339,7 +339,8 @@ fn send_mmsg(fd: BorrowedFd<'_>, bufs: &mut [u8], slots: &[(usize, usize)]) -> (
                 fd.as_raw_fd(),
                 hdrs[off..].as_mut_ptr(),
                 (n - off) as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                // glibc takes c_int flags, musl c_uint.
+                (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
             )
         };
         if r < 0 {
