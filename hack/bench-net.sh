@@ -39,7 +39,7 @@ for r in $(seq 1 "$rounds"); do
 		done
 	done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{if(NR==0){print "-"} else if(NR%2){print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END{if(NR==0){print "-"} else if(NR%2){print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 echo
 echo "| driver (MTU $mtu, child -> host, iperf3 ${secs}s x $rounds, median) | ours | Go reference 1.1.0 |"
 echo "|---|---|---|"
