@@ -91,28 +91,8 @@ pub fn mount_proc() -> Result<(), MountError> {
     }
 }
 
-/// Go's `os.MkdirTemp(dir, prefix)`: `prefix` + random decimal digits, mode 0700.
 fn mkdtemp_in(dir: &Path, prefix: &str) -> Result<PathBuf, MountError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ u64::from(std::process::id()) << 20;
-    for _ in 0..10000 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let p = dir.join(format!("{prefix}{}", seed % 4_000_000_000));
-        match fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_op("create a temporary directory in", dir)(e)),
-        }
-    }
-    Err(io_op("create a temporary directory in", dir)(
-        io::Error::from(io::ErrorKind::AlreadyExists),
-    ))
+    crate::sys::mkdir_temp_go(dir, prefix).map_err(io_op("create a temporary directory in", dir))
 }
 
 /// Copy up every directory in `dirs` (already cleaned paths).

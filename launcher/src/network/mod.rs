@@ -179,9 +179,10 @@ impl Cidr {
         };
         let network = Ipv4Addr::from(u32::from(ip) & mask);
         if network != ip {
-            return Err(NetError::Msg(format!(
-                "cidr must be like {network}/{prefix}, not like {s}"
-            )));
+            // RootlessKit prints this fixed example whatever the input (checked on 1.1.0).
+            return Err(NetError::Msg(
+                "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24".into(),
+            ));
         }
         Ok(Cidr { network, prefix })
     }
@@ -378,12 +379,12 @@ pub(crate) fn look_path(binary: &str) -> Result<PathBuf, NetError> {
     )))
 }
 
-/// Build the parent-side driver for the parsed options. Runs [`validate`] first for its errors
-/// (its warnings are the same as `cli::Options::warnings()`, which the binary prints), checks
-/// that the helper program exists and probes its features, so it fails before the child is
-/// started. Driver-specific warnings (vpnkit MTU) are printed here.
+/// Build the parent-side driver for the parsed options: checks that the helper program exists
+/// and probes its features, so it fails before the child is started. The options come from
+/// `cli::parse`, which already ran `Options::validate()` (the one place with RootlessKit's
+/// validation texts and warnings), so they are not validated again here. Driver-specific
+/// warnings (vpnkit MTU) are printed here.
 pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
-    validate(opts)?;
     new_driver_quiet(opts)
 }
 

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -177,31 +177,8 @@ fn make_temp_dir() -> Result<PathBuf, StateDirError> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ (std::process::id() as u64) << 32;
-    for _ in 0..10000 {
-        // xorshift: Go uses decimal digits from a fast RNG too.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let p = base.join(format!("rootlesskit{}", seed % 4_000_000_000));
-        match fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => {
-                // mode is subject to umask; Go's MkdirTemp also creates with 0700.
-                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o700));
-                return Ok(p);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(StateDirError::Create { path: p, source }),
-        }
-    }
-    Err(StateDirError::Create {
-        path: base,
-        source: io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"),
-    })
+    crate::sys::mkdir_temp_go(&base, "rootlesskit")
+        .map_err(|source| StateDirError::Create { path: base, source })
 }
 
 #[cfg(test)]
@@ -250,6 +227,7 @@ mod tests {
         assert!(name["rootlesskit".len()..]
             .chars()
             .all(|c| c.is_ascii_digit()));
+        use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(sd.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         sd.remove().unwrap();

@@ -216,3 +216,35 @@ pub fn in_netns<T: Send + 'static, E: Send + 'static + From<io::Error>>(
     .join()
     .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked").into()))
 }
+
+/// Go's `os.MkdirTemp(dir, prefix)`: creates `dir/prefix<random decimal digits>` with mode 0700
+/// and returns it (used for the default state dir and copy-up's `.roNNNN` directories, whose
+/// names RootlessKit users see).
+pub fn mkdir_temp_go(dir: &std::path::Path, prefix: &str) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..10000 {
+        // xorshift64: Go also uses a fast RNG and decimal digits.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let p = dir.join(format!("{prefix}{}", seed % 4_000_000_000));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => {
+                // The mode passed to mkdir is subject to the umask; Go ends with 0700 too.
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
+                return Ok(p);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
+}
