@@ -361,8 +361,12 @@ impl Server {
             };
             st.map(|s| s.success()).unwrap_or(false)
         };
+        let mut s = s;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !probe(netns) {
+            if let Ok(Some(st)) = s.0.try_wait() {
+                panic!("socat server on port {port} exited ({st}) before listening");
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "socat server on port {port} not ready after 10 s"
@@ -389,7 +393,11 @@ fn host_loopback_via_gateway() {
     if !have_userns() {
         return;
     }
-    let port = 20000 + (uniq() % 20000) as u16;
+    // A port the kernel just handed out is free (a guessed one may be in use).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let _srv = Server::start(None, &format!("{port},bind=127.0.0.1"), "hello-host");
     let o = rk(&[
         "--net=slirp4netns",
