@@ -1141,7 +1141,11 @@ fn pasta_implicit_port_driver() {
     if !have_userns() || !supports_net("pasta") || !supports("implicit") {
         return;
     }
-    let port = 40000 + (uniq() % 20000) as u16;
+    // A port the kernel just handed out on the host is free (pasta mirrors it there).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let mut child = rk_command(&[
         "--net=pasta",
         "--port-driver=implicit",
