@@ -388,14 +388,9 @@ pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
     new_driver_quiet(opts)
 }
 
-/// [`new_driver`] without validation and warnings.
-pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
-    let cidr = match opts.cidr.as_deref() {
-        Some(s) if !s.is_empty() => Cidr::parse(s)?,
-        _ => Cidr::parse(DEFAULT_CIDR)?,
-    };
-    let ifname = opts
-        .ifname
+/// The device name in the child: `--ifname`, else `eth0` for lxc-user-nic and `tap0` otherwise.
+pub fn ifname(opts: &Options) -> String {
+    opts.ifname
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| {
@@ -404,7 +399,36 @@ pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetErr
             } else {
                 "tap0".into()
             }
-        });
+        })
+}
+
+/// The tap device slirp4netns will attach to, created by the child in its own network
+/// namespace before the parent starts slirp4netns, with `TUNSETPERSIST`.
+///
+/// Why: when slirp4netns creates the tap itself, the device is unregistered when its fd is
+/// closed, inside slirp4netns's exit, and that unregistration waits for RCU grace periods
+/// (13–20 ms measured here), so the parent's wait for the killed slirp4netns took most of the
+/// run time of `rootlesskit --net=slirp4netns true`. A persistent device survives the close and
+/// is deleted by the kernel when the namespace itself goes away, asynchronously, in the
+/// namespace cleanup work. slirp4netns's `TUNSETIFF` attaches to the existing device (same
+/// flags, no owner set, and it holds CAP_NET_ADMIN in the namespace).
+///
+/// Returns whether the device was created; failure is not an error (slirp4netns then creates
+/// the device as before).
+pub fn precreate_slirp4netns_tap(opts: &Options) -> bool {
+    if opts.net != NetDriver::Slirp4netns {
+        return false;
+    }
+    tap::open_tap(&ifname(opts), true).is_ok()
+}
+
+/// [`new_driver`] without validation and warnings.
+pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    let cidr = match opts.cidr.as_deref() {
+        Some(s) if !s.is_empty() => Cidr::parse(s)?,
+        _ => Cidr::parse(DEFAULT_CIDR)?,
+    };
+    let ifname = ifname(opts);
     match opts.net {
         NetDriver::Host => Ok(Box::new(HostDriver)),
         NetDriver::None => Ok(Box::new(NoneDriver)),
