@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::helper::{describe_exit, Helper, Spawn};
 use super::{
-    cidr_config, info_from_config, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
+    cidr_config, driver_info, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
     NetworkDriverInfo, SetupContext,
 };
 use crate::cli::{Options, PortDriverKind};
@@ -319,15 +319,7 @@ impl NetworkDriver for Pasta {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        let mut i = match &self.config {
-            Some(c) => info_from_config(c),
-            None => NetworkDriverInfo {
-                driver: "pasta".into(),
-                ..Default::default()
-            },
-        };
-        i.ipv6 = self.args.ipv6;
-        Some(i)
+        Some(driver_info(self.config.as_ref(), "pasta", self.args.ipv6))
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {

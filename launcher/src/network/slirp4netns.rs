@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::helper::{Helper, Spawn};
 use super::{
-    cidr_config, info_from_config, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
+    cidr_config, driver_info, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
     NetworkDriverInfo, SetupContext,
 };
 use crate::cli::{AutoBool, Options};
@@ -341,15 +341,11 @@ impl NetworkDriver for Slirp4netns {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        let mut i = match &self.config {
-            Some(c) => info_from_config(c),
-            None => NetworkDriverInfo {
-                driver: "slirp4netns".into(),
-                ..Default::default()
-            },
-        };
-        i.ipv6 = self.args.ipv6;
-        Some(i)
+        Some(driver_info(
+            self.config.as_ref(),
+            "slirp4netns",
+            self.args.ipv6,
+        ))
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {
