@@ -252,8 +252,10 @@ pub fn bash_completion() -> String {
          \x20   for ((i = 1; i < COMP_CWORD; i++)); do\n\
          \x20       case \"${{COMP_WORDS[i]}}\" in\n\
          \x20           --) _command_offset $((i + 1)); return ;;\n\
-         \x20           {value_pats}) ((i++)) ;;\n\
-         \x20           -*) ;;\n\
+         \x20           -*)\n\
+         \x20               # \"--flag=value\" is three words; \"--flag value\" two for flags with values.\n\
+         \x20               if [[ \"${{COMP_WORDS[i+1]}}\" == \"=\" ]]; then ((i += 2)); continue; fi\n\
+         \x20               case \"${{COMP_WORDS[i]}}\" in {value_pats}) ((i++)) ;; esac ;;\n\
          \x20           *) _command_offset $i; return ;;\n\
          \x20       esac\n\
          \x20   done\n\
@@ -518,7 +520,7 @@ pub fn ctl_bash_completion() -> String {
          \x20               ((i + 1 < COMP_CWORD)) && __rootlessctl_socket=\"${{COMP_WORDS[i+1]}}\"\n\
          \x20               ((i++)) ;;\n\
          \x20           --socket=*|-socket=*) __rootlessctl_socket=\"${{COMP_WORDS[i]#*=}}\" ;;\n\
-         \x20           -*) ;;\n\
+         \x20           -*) [[ \"${{COMP_WORDS[i+1]}}\" == \"=\" ]] && ((i += 2)) ;;\n\
          \x20           *) cmd=\"${{COMP_WORDS[i]}}\"; break ;;\n\
          \x20       esac\n\
          \x20   done\n\
@@ -580,7 +582,7 @@ pub fn ctl_zsh_completion() -> String {
          # IDs of the published ports, from the rootlesskit whose socket is being completed.\n\
          __rootlessctl_ids() {{\n\
          \x20   local -a ids sock\n\
-         \x20   [[ -n ${{opt_args[--socket]}} ]] && sock=(--socket=${{opt_args[--socket]}})\n\
+         \x20   [[ -n $__rootlessctl_socket ]] && sock=(--socket=$__rootlessctl_socket)\n\
          \x20   ids=(${{${{(f)\"$(_call_program ports rootlessctl $sock list-ports 2>/dev/null)\"}}[2,-1]%% *}})\n\
          \x20   _describe -t ports 'port ID' ids\n\
          }}\n\n\
@@ -598,6 +600,8 @@ pub fn ctl_zsh_completion() -> String {
          \x20       '(- *)'{{--version,-v}}'[print the version]' \\\n\
          \x20       '1:command:->command' \\\n\
          \x20       '*::argument:->argument' && ret=0\n\
+         \x20   # The inner _arguments below resets opt_args; __rootlessctl_ids reads this.\n\
+         \x20   local __rootlessctl_socket=${{(Q)opt_args[--socket]}}\n\
          \x20   case $state in\n\
          \x20   (command) _describe -t commands 'rootlessctl command' cmds && ret=0 ;;\n\
          \x20   (argument)\n\
