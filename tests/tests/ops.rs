@@ -1153,12 +1153,8 @@ fn help_facts() -> HelpFacts {
             .lines()
             .filter_map(|l| {
                 let t = l.trim_start();
-                t.starts_with("--").then(|| {
-                    t.split(|c: char| c == ' ' || c == ',')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
+                t.starts_with("--")
+                    .then(|| t.split([' ', ',']).next().unwrap_or_default().to_string())
             })
             .collect();
         v.sort();
