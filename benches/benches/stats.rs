@@ -303,7 +303,18 @@ fn table(t: &Targets) {
         // Alternate which variant goes first, so drift on the machine hits both alike.
         let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            samples[i].push(measure(VARIANTS[i].1, t, &data));
+            let m = measure(VARIANTS[i].1, t, &data);
+            eprintln!(
+                "round {r} {:<3}: bulk {:.2} GB/s {:.3} CPU-s/GB, 2 streams {:.2} GB/s, RR {:.1} µs ({:.2} CPU µs), {:.0} conn/s",
+                VARIANTS[i].0,
+                m.bulk_gbps,
+                m.bulk_cpu_s_per_gb,
+                m.par_gbps,
+                m.rr_wall_us,
+                m.rr_cpu_us,
+                m.conns_per_s
+            );
+            samples[i].push(m);
         }
     }
     println!(
