@@ -664,8 +664,8 @@ fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitS
 }
 
 /// Not a terminal: the table mode prints plain tables (each followed by an empty line, no
-/// escape codes), the JSON mode complete lines; SIGINT and SIGTERM end both between two
-/// batches with status 0 and nothing on stderr. 1.1.0: fails (no `stats`).
+/// escape codes), the JSON mode complete lines; SIGINT, SIGTERM and SIGHUP end both between
+/// two batches with status 0 and nothing on stderr. 1.1.0: fails (no `stats`).
 #[test]
 fn stats_watch_to_a_pipe_and_signals() {
     use nix::sys::signal::{kill, Signal};
@@ -690,6 +690,7 @@ fn stats_watch_to_a_pipe_and_signals() {
             &["stats", "--json", "--watch=50ms"][..],
             Signal::SIGINT,
         ),
+        ("table-hup", &["stats", "--watch=20ms"][..], Signal::SIGHUP),
     ] {
         let mut w = spawn_ctl(&state, &dir, name, args);
         let out = format!("{name}.out");
