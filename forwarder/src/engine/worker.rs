@@ -78,6 +78,11 @@ const SOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a normal socket, as RootlessKit's 1 s transparent dial timeout.
 const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Load window of a worker (wall time outside the poller wait).
+const LOAD_WINDOW: Duration = Duration::from_millis(20);
+/// A worker busy for more than this share (percent) of its last load window hands newly
+/// accepted connections to the other workers; below it keeps them.
+const SPILL_BUSY_PCT: u128 = 50;
 const ACCEPT_BATCH: usize = 64;
 
 /// Congestion-control verdict (see [`sys::unpace_local`]) for host-side loopback clients, one
@@ -194,6 +199,8 @@ pub(crate) struct Worker {
     pub(crate) backoffs: usize,
     /// Connections in a transparent connect (checked against their deadline by the timer).
     pub(crate) tconnecting: Vec<Key>,
+    /// Busy for more than [`SPILL_BUSY_PCT`] of the last load window.
+    pub(crate) saturated: bool,
 }
 
 impl Worker {
@@ -225,17 +232,21 @@ impl Worker {
             stop: false,
             backoffs: 0,
             tconnecting: Vec::new(),
+            saturated: false,
         })
     }
 
     pub(crate) fn run(mut self) {
         let mut last_tick = Instant::now();
+        let mut window_start = last_tick;
+        let mut busy = Duration::ZERO;
         while !self.stop {
             let timeout = self.next_timeout();
             let mut events = std::mem::take(&mut self.events);
             if let Err(_e) = self.poller.wait(&mut events, timeout) {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            let woke = Instant::now();
             events.append(&mut self.parked);
             for &(t, r) in &events {
                 self.dispatch(t, r);
@@ -243,6 +254,13 @@ impl Worker {
             events.clear();
             self.events = events;
             let now = Instant::now();
+            busy += now.duration_since(woke);
+            let window = now.duration_since(window_start);
+            if window >= LOAD_WINDOW {
+                self.saturated = busy.as_micros() * 100 > window.as_micros() * SPILL_BUSY_PCT;
+                window_start = now;
+                busy = Duration::ZERO;
+            }
             if now.duration_since(last_tick) >= Duration::from_millis(50) {
                 last_tick = now;
                 self.tick(now);
@@ -507,7 +525,18 @@ impl Worker {
             }
             stats.total.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
-            let w = self.shared.rr.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+            // Keep the connection unless this worker is saturated: no hand-off through the
+            // command channel and the other worker's eventfd, fuller event batches.
+            let w = if self.saturated && workers.len() > 1 {
+                let r = self.shared.rr.fetch_add(1, Ordering::Relaxed) % (workers.len() - 1);
+                if r >= self.idx {
+                    r + 1
+                } else {
+                    r
+                }
+            } else {
+                self.idx
+            };
             if w == self.idx {
                 self.new_conn(id, fd, peer, target, stats.clone());
             } else {
