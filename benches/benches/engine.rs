@@ -86,9 +86,12 @@ fn start(backend: Backend, adaptive: bool, t: &Target) -> Fwd {
         SockFlag::SOCK_CLOEXEC,
     )
     .expect("socketpair");
-    std::thread::spawn(move || {
-        let _ = forwarder::channel::serve_child(child, None);
-    });
+    std::thread::Builder::new()
+        .name("port-child".into())
+        .spawn(move || {
+            let _ = forwarder::channel::serve_child(child, None);
+        })
+        .expect("spawn child thread");
     let fwd = Forwarder::start(
         parent,
         ForwarderConfig {
@@ -179,6 +182,17 @@ fn bench(c: &mut Criterion) {
 
 /// CPU time (ns, from schedstat) of this process's forwarder worker threads and io-wq workers.
 fn worker_cpu_ns() -> u64 {
+    threads_cpu_ns(&["fwd-worker", "iou-wrk"])
+}
+
+/// CPU time of every forwarding thread, including the socket channel (both ends): the cost
+/// of a new connection.
+fn conn_cpu_ns() -> u64 {
+    threads_cpu_ns(&["fwd-worker", "iou-wrk", "fwd-channel", "port-child"])
+}
+
+/// CPU time (ns, from schedstat) of this process's threads whose name starts with a prefix.
+fn threads_cpu_ns(prefixes: &[&str]) -> u64 {
     let mut total = 0;
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return 0;
@@ -186,7 +200,7 @@ fn worker_cpu_ns() -> u64 {
     for e in dir.flatten() {
         let p = e.path();
         let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        if !comm.starts_with("fwd-worker") && !comm.starts_with("iou-wrk") {
+        if !prefixes.iter().any(|p| comm.starts_with(p)) {
             continue;
         }
         let st = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
@@ -206,8 +220,8 @@ fn cpu_report() {
     let data = vec![0x5au8; BULK];
     println!("\nforwarder CPU cost (worker threads incl. io-wq):");
     println!(
-        "{:<20} {:>12} {:>14} {:>12}",
-        "backend", "CPU-s/GB", "CPU-us/RR", "wall-us/RR"
+        "{:<20} {:>12} {:>14} {:>12} {:>12} {:>14}",
+        "backend", "CPU-s/GB", "CPU-us/RR", "wall-us/RR", "conn/s", "CPU-us/conn"
     );
     let cases: Vec<(&str, Backend, bool)> = vec![
         ("uring", Backend::UringPoll, true),
@@ -255,6 +269,7 @@ fn cpu_report() {
         let us_per_rr = (c3 - c2) as f64 / 1e3 / n as f64;
         // Short connections: connect, 1-byte echo, close (covers the socket pool).
         let nconn = 2000;
+        let c4 = conn_cpu_ns();
         let w1 = Instant::now();
         for _ in 0..nconn {
             let mut s = TcpStream::connect(("127.0.0.1", f.echo)).expect("connect");
@@ -263,7 +278,12 @@ fn cpu_report() {
             s.read_exact(&mut one).expect("read");
         }
         let cps = nconn as f64 / w1.elapsed().as_secs_f64();
-        println!("{name:<20} {s_per_gb:>12.3} {us_per_rr:>14.2} {wall:>12.1} {cps:>12.0}");
+        // The last connections may still be closing in the forwarder.
+        std::thread::sleep(Duration::from_millis(100));
+        let us_per_conn = (conn_cpu_ns() - c4) as f64 / 1e3 / nconn as f64;
+        println!(
+            "{name:<20} {s_per_gb:>12.3} {us_per_rr:>14.2} {wall:>12.1} {cps:>12.0} {us_per_conn:>14.1}"
+        );
     }
 }
 

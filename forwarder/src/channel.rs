@@ -237,11 +237,17 @@ fn send_with_fds(fd: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<(), n
     }
 }
 
+/// Congestion-control verdict of the child's namespace (see [`sys::unpace_local`]).
+static CHILD_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Create one socket of `kind` in the current thread's network namespace.
 fn make_socket(kind: SockKind) -> io::Result<OwnedFd> {
     let s = sys::socket(kind.domain(), kind.sock_type())?;
     if kind.sock_type() == libc::SOCK_STREAM {
         let _ = sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        // Namespace-internal connections never need pacing (see `sys::unpace_local`); done
+        // here, in batches off the connection path, instead of per connection in the parent.
+        let _ = sys::unpace_local(s.as_fd(), &CHILD_CC);
     }
     if kind.transparent() {
         if kind.domain() == libc::AF_INET {
@@ -331,8 +337,14 @@ fn send_or_closed(ch: &OwnedFd, data: &[u8], fds: &[RawFd]) -> Result<(), Channe
 /// Something to call when sockets arrive (a worker's eventfd).
 pub(crate) type Waker = Box<dyn Fn() + Send + Sync>;
 
+struct PoolQ {
+    socks: VecDeque<OwnedFd>,
+    /// A `take()` found the pool empty since the last reply: wake the workers on the next one.
+    waiters: bool,
+}
+
 struct Pool {
-    socks: Mutex<VecDeque<OwnedFd>>,
+    q: Mutex<PoolQ>,
     outstanding: AtomicBool,
     disabled: AtomicBool,
 }
@@ -360,7 +372,10 @@ impl SocketPools {
             .ok()
             .and_then(|s| netns_cookie(s.as_fd()));
         let mk = || Pool {
-            socks: Mutex::new(VecDeque::new()),
+            q: Mutex::new(PoolQ {
+                socks: VecDeque::new(),
+                waiters: false,
+            }),
             outstanding: AtomicBool::new(false),
             disabled: AtomicBool::new(false),
         };
@@ -439,9 +454,9 @@ impl SocketPools {
             .store(self.now_ms() + PRESSURE_BACKOFF_MS, Ordering::Relaxed);
         let mut dropped = Vec::new();
         for p in &self.pools {
-            if let Ok(mut q) = p.socks.lock() {
-                let n = q.len().div_ceil(2);
-                dropped.extend(q.drain(..n));
+            if let Ok(mut q) = p.q.lock() {
+                let n = q.socks.len().div_ceil(2);
+                dropped.extend(q.socks.drain(..n));
             }
         }
         dropped.len() // closed here
@@ -460,10 +475,13 @@ impl SocketPools {
     /// or disabled (check [`SocketPools::enabled`]).
     pub(crate) fn take(&self, kind: SockKind) -> Option<OwnedFd> {
         let p = &self.pools[kind as usize];
-        let (s, left) = match p.socks.lock() {
+        let (s, left) = match p.q.lock() {
             Ok(mut q) => {
-                let s = q.pop_front();
-                (s, q.len())
+                let s = q.socks.pop_front();
+                if s.is_none() {
+                    q.waiters = true;
+                }
+                (s, q.socks.len())
             }
             Err(_) => (None, 0),
         };
@@ -550,13 +568,19 @@ impl SocketPools {
             let transient = (good.is_empty() && h.errno != 0) || truncated;
             let pooled = good.len();
             let mut extra = Vec::new();
-            if let Ok(mut q) = p.socks.lock() {
+            let mut waiters = false;
+            if let Ok(mut q) = p.q.lock() {
                 for s in good {
-                    if q.len() < MAX_POOLED {
-                        q.push_back(s);
+                    if q.socks.len() < MAX_POOLED {
+                        q.socks.push_back(s);
                     } else {
                         extra.push(s);
                     }
+                }
+                // Cleared under the same lock that `take()` sets it with: a worker that found
+                // the pool dry either sees these sockets or is woken below.
+                if pooled > 0 || !transient || p.disabled.load(Ordering::Relaxed) {
+                    waiters = std::mem::take(&mut q.waiters);
                 }
             }
             drop(extra); // beyond the cap: closed
@@ -566,9 +590,9 @@ impl SocketPools {
                     .store(self.now_ms() + ms, Ordering::Relaxed);
             }
             p.outstanding.store(false, Ordering::Release);
-            if pooled > 0 || !transient || p.disabled.load(Ordering::Relaxed) {
-                // Waiting connections retry now; after a transient failure they retry from
-                // their worker's coarse timer instead.
+            if waiters {
+                // Waiting connections retry now (a refill nobody waits for wakes nobody);
+                // after a transient failure they retry from their worker's coarse timer.
                 self.wake_all();
             }
         }

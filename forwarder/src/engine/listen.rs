@@ -151,6 +151,9 @@ pub(crate) fn bind_listener(
     if proto == Proto::Tcp {
         sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
             .map_err(|e| op_err("setsockopt", e))?;
+        // Accepted sockets inherit TCP_NODELAY from the listener: one call per port instead of
+        // one per connection.
+        let _ = sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     }
     sys::bind(s.as_fd(), &addr).map_err(|e| op_err("bind", e))?;
     if proto == Proto::Tcp {

@@ -15,8 +15,9 @@
 //! (default `min(ncpu, 4)`), each with its own [`poller::Poller`] (epoll or io_uring).
 //! `add_port` binds the host socket in the caller's thread (so bind errors are returned with
 //! Go's text) and hands it to one worker (round robin). That worker accepts TCP connections and
-//! distributes them round robin over all workers; UDP ports keep all their flows in the worker
-//! that owns the port. The per-connection state machine is in [`worker`] (TCP) and the UDP flow
+//! keeps them while it is busy less than half of the time (no hand-off, fuller event batches);
+//! a saturated worker hands new connections round robin to the others. UDP ports keep all their
+//! flows in the worker that owns the port. The per-connection state machine is in [`worker`] (TCP) and the UDP flow
 //! table in [`udp`]. `remove_port` broadcasts to every worker and waits (up to 5 s) until each
 //! has closed the listener and reset every connection/flow of the port.
 

@@ -78,12 +78,16 @@ const SOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a normal socket, as RootlessKit's 1 s transparent dial timeout.
 const TRANSPARENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Load window of a worker (wall time outside the poller wait).
+const LOAD_WINDOW: Duration = Duration::from_millis(20);
+/// A worker busy for more than this share (percent) of its last load window hands newly
+/// accepted connections to the other workers; below it keeps them.
+const SPILL_BUSY_PCT: u128 = 50;
 const ACCEPT_BATCH: usize = 64;
 
-/// Congestion-control verdicts (see [`sys::unpace_local`]) for host-side loopback clients and for
-/// namespace-side sockets (the child's network namespace), one per process.
+/// Congestion-control verdict (see [`sys::unpace_local`]) for host-side loopback clients, one
+/// per process (namespace-side sockets are switched by the child, `channel::make_socket`).
 static HOST_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-static NS_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 pub(crate) struct Listener {
     id: u64,
@@ -195,6 +199,8 @@ pub(crate) struct Worker {
     pub(crate) backoffs: usize,
     /// Connections in a transparent connect (checked against their deadline by the timer).
     pub(crate) tconnecting: Vec<Key>,
+    /// Busy for more than [`SPILL_BUSY_PCT`] of the last load window.
+    pub(crate) saturated: bool,
 }
 
 impl Worker {
@@ -226,17 +232,21 @@ impl Worker {
             stop: false,
             backoffs: 0,
             tconnecting: Vec::new(),
+            saturated: false,
         })
     }
 
     pub(crate) fn run(mut self) {
         let mut last_tick = Instant::now();
+        let mut window_start = last_tick;
+        let mut busy = Duration::ZERO;
         while !self.stop {
             let timeout = self.next_timeout();
             let mut events = std::mem::take(&mut self.events);
             if let Err(_e) = self.poller.wait(&mut events, timeout) {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            let woke = Instant::now();
             events.append(&mut self.parked);
             for &(t, r) in &events {
                 self.dispatch(t, r);
@@ -244,6 +254,13 @@ impl Worker {
             events.clear();
             self.events = events;
             let now = Instant::now();
+            busy += now.duration_since(woke);
+            let window = now.duration_since(window_start);
+            if window >= LOAD_WINDOW {
+                self.saturated = busy.as_micros() * 100 > window.as_micros() * SPILL_BUSY_PCT;
+                window_start = now;
+                busy = Duration::ZERO;
+            }
             if now.duration_since(last_tick) >= Duration::from_millis(50) {
                 last_tick = now;
                 self.tick(now);
@@ -502,13 +519,24 @@ impl Worker {
             return;
         };
         for (fd, peer) in accepted {
-            let _ = sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+            // TCP_NODELAY is inherited from the listener (set in `listen::bind_listener`).
             if !unpaced && peer.is_some_and(|p| sys::unmap(p).ip().is_loopback()) {
                 let _ = sys::unpace_local(fd.as_fd(), &HOST_CC);
             }
             stats.total.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::Relaxed);
-            let w = self.shared.rr.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+            // Keep the connection unless this worker is saturated: no hand-off through the
+            // command channel and the other worker's eventfd, fuller event batches.
+            let w = if self.saturated && workers.len() > 1 {
+                let r = self.shared.rr.fetch_add(1, Ordering::Relaxed) % (workers.len() - 1);
+                if r >= self.idx {
+                    r + 1
+                } else {
+                    r
+                }
+            } else {
+                self.idx
+            };
             if w == self.idx {
                 self.new_conn(id, fd, peer, target, stats.clone());
             } else {
@@ -629,17 +657,22 @@ impl Worker {
             self.finish(k, c, End::Reset(1));
             return;
         };
-        let _ = sys::unpace_local(s.as_fd(), &NS_CC);
+        // Congestion control: the child switched it when it created the socket.
         let res = sys::connect(s.as_fd(), &c.target);
         c.fds[1] = Some(s);
         match res {
             Ok(()) => c.state = State::Open,
+            Err(e) if sys::errno(&e) == libc::EINPROGRESS && !c.transparent => {
+                // Optimistic open: data for the namespace side waits in its direction (send
+                // returns EAGAIN until the handshake completes, and that direction then watches
+                // POLLOUT), and a refused connect shows up as POLLERR on side 1 or as an error of
+                // the first send, both of which reset the client as `CONNECTING` would.
+                c.state = State::Open;
+            }
             Err(e) if sys::errno(&e) == libc::EINPROGRESS => {
                 c.state = State::Connecting;
-                if c.transparent {
-                    c.connect_deadline = Some(Instant::now() + TRANSPARENT_CONNECT_TIMEOUT);
-                    self.tconnecting.push(k);
-                }
+                c.connect_deadline = Some(Instant::now() + TRANSPARENT_CONNECT_TIMEOUT);
+                self.tconnecting.push(k);
             }
             Err(_) if c.transparent => {
                 self.transparent_fallback(k, c);
@@ -652,8 +685,9 @@ impl Worker {
             }
         }
         if c.state == State::Open {
-            // Data may already be waiting on the client side.
-            self.drive(k, c, [true, true]);
+            // Data may already be waiting on the client side. The namespace side cannot have
+            // sent anything yet (and level-triggered readiness would report it anyway).
+            self.drive(k, c, [true, false]);
         } else {
             self.update_interest(k, &mut c);
             self.conns.restore(k, c);
@@ -792,10 +826,15 @@ impl Worker {
 
     /// Close a connection (already removed from the slab).
     fn finish(&mut self, k: Key, mut c: Conn, end: End) {
-        for s in 0..2 {
-            if let Some(fd) = c.fds[s].as_ref() {
-                if c.registered[s] {
-                    self.poller.delete(fd.as_fd(), token(T_SIDE0 + s as u64, k));
+        // Closing an fd removes it from an epoll set (our sockets are never duplicated; during a
+        // fork of the launcher a registration may outlive the close briefly, and its token's
+        // generation is stale then). io_uring polls hold a file reference and must be removed.
+        if self.shared.backend.uses_uring() {
+            for s in 0..2 {
+                if let Some(fd) = c.fds[s].as_ref() {
+                    if c.registered[s] {
+                        self.poller.delete(fd.as_fd(), token(T_SIDE0 + s as u64, k));
+                    }
                 }
             }
         }
@@ -822,6 +861,9 @@ impl Worker {
         let (Some(src), Some(dst)) = (c.fds[d].as_ref(), c.fds[1 - d].as_ref()) else {
             return Ok(());
         };
+        // The other direction is finished: once this one is too the connection is closed at
+        // once, and close() sends the FIN (both sockets are read to EOF), so no shutdown().
+        let last = c.dirs[1 - d].fin_sent;
         let dir = &mut c.dirs[d];
         let mut moved = 0usize;
         let mut rounds = 0;
@@ -838,6 +880,7 @@ impl Worker {
                     &mut self.poller,
                     &mut self.parked,
                     self.shared.backend,
+                    last,
                 ) {
                     Ok(true) if rounds < 4 => continue, // switched to copy
                     Ok(_) => break Ok(()),
@@ -851,6 +894,7 @@ impl Worker {
                     d,
                     &mut moved,
                     &mut self.scratch,
+                    last,
                 ) {
                     Ok(())
                         if dir.mode == Mode::Splice
@@ -894,6 +938,7 @@ fn splice_dir(
     poller: &mut Poller,
     parked: &mut Vec<(u64, Ready)>,
     backend: Backend,
+    last: bool,
 ) -> Result<bool, End> {
     let uring = backend == Backend::UringSplice;
     let mut do_splice = |i: std::os::fd::BorrowedFd<'_>,
@@ -940,7 +985,9 @@ fn splice_dir(
         dir.out_wait = false;
         if dir.fin_rcvd {
             if !dir.fin_sent {
-                let _ = sys::shutdown_write(dst);
+                if !last {
+                    let _ = sys::shutdown_write(dst);
+                }
                 dir.fin_sent = true;
             }
             if let Some(p) = dir.pipe.take() {
@@ -1010,7 +1057,8 @@ fn splice_dir(
     }
 }
 
-/// Copy mode for one direction (switches `dir.mode` to splice when adaptive and bulk).
+/// Copy mode for one direction (switches `dir.mode` to splice when adaptive and bulk). `last`:
+/// the other direction is finished (see [`Worker::run_dir`]).
 fn copy_dir(
     dir: &mut Dir,
     src: std::os::fd::BorrowedFd<'_>,
@@ -1018,6 +1066,7 @@ fn copy_dir(
     d: usize,
     moved: &mut usize,
     scratch: &mut [u8],
+    last: bool,
 ) -> Result<(), End> {
     let budget = 4 * scratch.len();
     loop {
@@ -1043,7 +1092,9 @@ fn copy_dir(
         dir.out_wait = false;
         if dir.fin_rcvd {
             if !dir.fin_sent {
-                let _ = sys::shutdown_write(dst);
+                if !last {
+                    let _ = sys::shutdown_write(dst);
+                }
                 dir.fin_sent = true;
             }
             dir.buf = Vec::new();
