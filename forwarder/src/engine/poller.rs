@@ -443,9 +443,10 @@ impl UringPoller {
                 return;
             }
             if r.reported == self.round && !ready.error {
-                // Already reported by this round's level check (and queued for the next).
+                // Already reported in this round (and queued for the next level check).
                 return;
             }
+            r.reported = self.round;
             // Level emulation: the engine may stop before EAGAIN (its per-wake-up budget, the
             // accept batch), and a multishot poll reports only new wake-ups.
             if (ready.read || ready.write) && !r.recheck {
@@ -508,8 +509,9 @@ impl UringPoller {
     }
 
     /// Multishot level emulation: one `poll(2)` with zero timeout over the fds queued in
-    /// `recheck` (reported last time, or whose interest grew); those still ready are reported
-    /// now and queued again.
+    /// `recheck` (reported last time, or whose interest grew) that no completion of this round
+    /// reported already; those still ready are reported now. Every fd reported in this round
+    /// (by a completion or by this check) is queued for the next one.
     fn level_check(&mut self, out: &mut Vec<(u64, Ready)>) {
         if self.recheck.is_empty() {
             return;
@@ -517,11 +519,16 @@ impl UringPoller {
         let tokens = std::mem::take(&mut self.recheck);
         self.pollfds.clear();
         let mut live = Vec::with_capacity(tokens.len());
+        let mut again = Vec::with_capacity(tokens.len());
         for t in tokens {
             let Some(r) = self.regs.get_mut(&t) else {
                 continue;
             };
             r.recheck = false;
+            if r.reported == self.round {
+                again.push(t);
+                continue;
+            }
             let mut events: libc::c_short = 0;
             if r.interest.read {
                 events |= libc::POLLIN | libc::POLLRDHUP;
@@ -539,47 +546,66 @@ impl UringPoller {
             });
             live.push(t);
         }
-        if live.is_empty() {
-            return;
-        }
-        // SAFETY: `pollfds` is a live, initialised array of `len` entries; the fds are
-        // registered, so the engine keeps them open until `delete`.
-        let n = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                0,
-            )
-        };
-        if n <= 0 {
-            return;
-        }
-        for (pfd, t) in self.pollfds.iter().zip(live) {
-            if pfd.revents == 0 {
-                continue;
-            }
-            let Some(r) = self.regs.get_mut(&t) else {
-                continue;
+        if !live.is_empty() {
+            // SAFETY: `pollfds` is a live, initialised array of `len` entries; the fds are
+            // registered, so the engine keeps them open until `delete`.
+            let n = unsafe {
+                libc::poll(
+                    self.pollfds.as_mut_ptr(),
+                    self.pollfds.len() as libc::nfds_t,
+                    0,
+                )
             };
-            let ready = Ready::from_poll(pfd.revents as u16 as u32);
-            r.reported = self.round;
-            if !r.recheck {
-                r.recheck = true;
-                self.recheck.push(t);
+            if n > 0 {
+                for (pfd, t) in self.pollfds.iter().zip(live) {
+                    if pfd.revents == 0 {
+                        continue;
+                    }
+                    if let Some(r) = self.regs.get_mut(&t) {
+                        r.reported = self.round;
+                        out.push((t, Ready::from_poll(pfd.revents as u16 as u32)));
+                        again.push(t);
+                    }
+                }
             }
-            out.push((t, ready));
+        }
+        for t in again {
+            if let Some(r) = self.regs.get_mut(&t) {
+                if !r.recheck {
+                    r.recheck = true;
+                    self.recheck.push(t);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, out: &mut Vec<(u64, Ready)>) {
+        let cqes: Vec<(u64, i32, u32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        for (ud, res, flags) in cqes {
+            self.complete(ud, res, flags, out);
         }
     }
 
     fn wait(&mut self, out: &mut Vec<(u64, Ready)>, timeout: Option<Duration>) -> io::Result<()> {
         self.round += 1;
         self.arm_dirty()?;
-        let checked = out.len();
-        self.level_check(out);
-        let level_hits = out.len() > checked;
-        let have = level_hits || !self.ring.completion().is_empty();
+        if self.multishot {
+            // Completions already posted (no syscall), then the level check of the fds they
+            // did not cover; block only if neither found anything.
+            self.reap(out);
+            self.level_check(out);
+        }
+        let have = !out.is_empty() || !self.ring.completion().is_empty();
         let r = if have {
-            self.ring.submit()
+            if self.multishot && self.ring.submission().is_empty() {
+                Ok(0)
+            } else {
+                self.ring.submit()
+            }
         } else {
             match timeout {
                 Some(d) => {
@@ -599,14 +625,7 @@ impl UringPoller {
                 ) => {}
             Err(e) => return Err(e),
         }
-        let cqes: Vec<(u64, i32, u32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result(), c.flags()))
-            .collect();
-        for (ud, res, flags) in cqes {
-            self.complete(ud, res, flags, out);
-        }
+        self.reap(out);
         Ok(())
     }
 }
