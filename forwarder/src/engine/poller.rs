@@ -12,30 +12,65 @@
 //! io_uring backend, one ring per worker thread, per registration at most one poll request in
 //! flight (`armed`, with the mask it was armed with). Two modes:
 //!
-//! - **Multishot** (`IORING_POLL_ADD_MULTI`, Linux 5.13+; the default where a one-time probe per
-//!   process finds it). The poll stays armed and posts a completion with `IORING_CQE_F_MORE`
-//!   for every wake-up; it is re-armed only when the kernel ends it (a completion without
-//!   `F_MORE`, e.g. on CQ overflow) or when POLLOUT has to be added or dropped (remove + add).
-//!   POLLIN stays armed while reading is paused for backpressure, so pausing and resuming cost
-//!   no request; completions are filtered by the current interest. A multishot poll reports
-//!   wake-ups, i.e. edges, while the engine relies on level semantics (it may stop before
-//!   EAGAIN: its per-wake-up budget, the accept batch; and it resumes reading a socket whose
-//!   data arrived while reading was paused). Level is emulated: every fd reported by a wait, and
-//!   every fd whose interest grew, is checked once more at the next wait with one `poll(2)`
-//!   (zero timeout) over all of them; those still ready are reported again (a completion for
-//!   the same fd in the same wait is then dropped).
-//! - **One-shot** (`ROOTLESSKIT_FORWARDER_URING_POLL=oneshot`, or no multishot support). When a
-//!   poll completes the registration becomes idle and is re-armed (with the current interest)
-//!   on the next `wait`; a one-shot `POLL_ADD` checks readiness when it is armed, which is what
-//!   makes it level-triggered. If the interest grows beyond the armed mask, the old request is
-//!   removed (`POLL_REMOVE`) and a new one is armed.
+//! - **One-shot** (the default). When a poll completes the registration becomes idle and is
+//!   re-armed (with the current interest) on the next `wait`; a one-shot `POLL_ADD` checks
+//!   readiness when it is armed, which is what makes it level-triggered. If the interest grows
+//!   beyond the armed mask, the old request is removed (`POLL_REMOVE`) and a new one is armed.
+//! - **Multishot** (`ROOTLESSKIT_FORWARDER_URING_POLL=multishot`; `IORING_POLL_ADD_MULTI`,
+//!   Linux 5.13+, probed once per process, one-shot where unsupported). The poll stays armed
+//!   and posts a completion with `IORING_CQE_F_MORE` for every wake-up; it is re-armed only
+//!   when the kernel ends it (a completion without `F_MORE`, e.g. on CQ overflow) or when
+//!   POLLOUT has to be added or dropped (remove + add). POLLIN stays armed while reading is
+//!   paused for backpressure, so pausing and resuming cost no request; completions are
+//!   filtered by the current interest. A multishot poll reports wake-ups, i.e. edges, while the
+//!   engine relies on level semantics (it may stop before EAGAIN: its per-wake-up budget, the
+//!   accept batch; and it resumes reading a socket whose data arrived while reading was
+//!   paused). Level is emulated: `wait` first reaps the completions already posted (no
+//!   syscall), then checks the fds reported by the previous wait, or whose interest grew, that
+//!   no completion covered, with one `poll(2)` (zero timeout); it blocks only if neither found
+//!   anything.
 //!
 //! In both modes all (re-)arms of a loop iteration go to the kernel in the same
 //! `io_uring_enter` as the wait, and stale completions (after a removal, or for a reused token)
 //! are recognised by their `user_data` sequence number, which is never reused. Multishot accept
 //! is not used: the worker accepts in batches itself (with its EMFILE back-off and the socket
-//! pool), so a readiness report fits its model and a multishot accept would not.
+//! pool), so a readiness report fits its model and a multishot accept, which hands over fds in
+//! completions and ends on the first EMFILE, would not.
 //!
+//! **Why one-shot stays the default** (measured 2026-11-29 on the 2-vCPU development VM while
+//! other builds ran, load average 5–9, so only same-run interleaved pairs are compared).
+//! Engine CPU report, `FWD_BENCH_CASE=uring ROOTLESSKIT_FORWARDER_URING_POLL=oneshot|multishot
+//! cargo bench -p rootlesskit-benches --bench engine -- cpu`, 6 interleaved rounds each:
+//!
+//! | io_uring poll | bulk CPU-s/GB, median (min) | CPU-µs per 64 B round trip, min |
+//! |---|---|---|
+//! | one-shot  | 0.177 (0.165) | 6.24 |
+//! | multishot | 0.196 (0.180) | 6.17 |
+//!
+//! Multishot cost more CPU per byte in all 6 pairs (+4% to +28%; an earlier 4-round run of the
+//! first multishot version: +16% to +60%), and the same per round trip. The reason: while the
+//! worker splices a bulk flow, its multishot poll stays armed, so every arriving segment
+//! queues poll task work that runs at the exit of the worker's next syscall and posts a
+//! completion the worker has to reap, whereas a one-shot poll is disarmed until the worker
+//! hits EAGAIN. Request/response traffic gains nothing either: the one-shot re-arm travels in
+//! the `io_uring_enter` that waits anyway, and multishot pays one `poll(2)` level check instead.
+//!
+//! Through the real launcher, `portfwd_bench.py --secs 2 --rounds 3 --tests crr,http,rr
+//! --direct` with three `--kit`s, all `ROOTLESSKIT_FORWARDER_BACKEND=uring`: the binary before
+//! this change (one-shot), this binary with multishot, this binary one-shot. Forwarder CPU per
+//! request (µs, per round, median), and the raw medians:
+//!
+//! | test | before (one-shot) | multishot | one-shot |
+//! |---|---|---|---|
+//! | crr, CPU-µs/conn | 38.0, 36.8, 37.3 (37.3) | 40.5, 37.8, 35.2 (37.8) | 47.5, 33.0, 46.2 (46.2) |
+//! | http, CPU-µs/req | 9.2, 9.7, 7.0 (9.2) | 8.5, 7.8, 7.1 (7.8) | 9.3, 7.3, 7.8 (7.8) |
+//! | crr req/s (direct 27.0k) | 12.9k | 8.5k | 7.4k |
+//! | http req/s (direct 63.2k) | 47.1k | 28.9k | 48.4k |
+//! | rr µs (direct 4.3) | 55.5 | 11.0 | 67.3 |
+//!
+//! The two one-shot columns run the same code and differ by up to 2.5× in rate: on this loaded
+//! machine the launcher-level figures cannot separate the modes; the CPU per request is the
+//! same within noise. Multishot stays available for kernels or workloads where it pays off.
 //! The io_uring backend also offers [`Poller::uring_splice`], a synchronous `IORING_OP_SPLICE`
 //! (submit and wait for that one completion) used by the `UringSplice` backend.
 
@@ -142,11 +177,10 @@ pub(crate) enum Poller {
 /// Poll mode of the io_uring backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UringPollMode {
-    /// The default: multishot polls where the kernel supports them (probed once per process).
-    Auto,
-    /// One-shot `POLL_ADD`, re-armed after every completion.
+    /// One-shot `POLL_ADD`, re-armed after every completion (the default: see the figures in
+    /// the module documentation).
     OneShot,
-    /// Multishot (falls back to one-shot where unsupported).
+    /// Multishot, where the kernel supports it (probed once per process); one-shot otherwise.
     Multishot,
 }
 
@@ -177,13 +211,12 @@ fn probe_multishot() -> io::Result<bool> {
 }
 
 impl Poller {
-    /// `ROOTLESSKIT_FORWARDER_URING_POLL=oneshot|multishot` selects the io_uring poll mode
-    /// (for A/B measurements); default: multishot where the kernel supports it.
+    /// `ROOTLESSKIT_FORWARDER_URING_POLL=multishot` selects multishot polls for the io_uring
+    /// backend (measurements, kernels where it pays off); the default is one-shot.
     pub(crate) fn new(uring: bool) -> io::Result<Poller> {
         let mode = match std::env::var("ROOTLESSKIT_FORWARDER_URING_POLL").as_deref() {
-            Ok("oneshot") => UringPollMode::OneShot,
             Ok("multishot") => UringPollMode::Multishot,
-            _ => UringPollMode::Auto,
+            _ => UringPollMode::OneShot,
         };
         Self::with_mode(uring, mode)
     }
@@ -194,8 +227,8 @@ impl Poller {
                 .setup_coop_taskrun()
                 .build(1024)
                 .or_else(|_| IoUring::new(1024))?;
-            // Requested or not, multishot is used only where the kernel supports it.
-            let multishot = mode != UringPollMode::OneShot && multishot_supported();
+            // Multishot only where the kernel supports it.
+            let multishot = mode == UringPollMode::Multishot && multishot_supported();
             return Ok(Poller::Uring(Box::new(UringPoller {
                 ring,
                 regs: HashMap::new(),
