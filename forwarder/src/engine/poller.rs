@@ -805,9 +805,12 @@ mod tests {
     /// reported.
     #[test]
     fn thousands_of_registrations_every_mode() {
+        crate::engine::sys::raise_nofile();
         for (name, mut p) in pollers() {
-            let pairs: Vec<(UnixStream, UnixStream)> = (0..1500)
-                .map(|_| UnixStream::pair().expect("pair"))
+            let pairs: Vec<(UnixStream, UnixStream)> = (0..1200)
+                .map(|_| {
+                    UnixStream::pair().expect("socketpair (needs RLIMIT_NOFILE >= 2600: ulimit -n)")
+                })
                 .collect();
             for (i, (_, b)) in pairs.iter().enumerate() {
                 p.add(b.as_fd(), i as u64 + 100, Interest::READ)
