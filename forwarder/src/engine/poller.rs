@@ -37,23 +37,28 @@
 //! pool), so a readiness report fits its model and a multishot accept, which hands over fds in
 //! completions and ends on the first EMFILE, would not.
 //!
-//! **Why one-shot stays the default** (measured 2026-11-29 on the 2-vCPU development VM while
-//! other builds ran, load average 5–9, so only same-run interleaved pairs are compared).
-//! Engine CPU report, `FWD_BENCH_CASE=uring ROOTLESSKIT_FORWARDER_URING_POLL=oneshot|multishot
-//! cargo bench -p rootlesskit-benches --bench engine -- cpu`, 6 interleaved rounds each:
+//! **Why one-shot stays the default** (measured 2026-11-29 on the 2-vCPU development VM, only
+//! same-run interleaved pairs compared). Engine CPU report,
+//! `FWD_BENCH_CASE=uring ROOTLESSKIT_FORWARDER_URING_POLL=oneshot|multishot cargo bench -p
+//! rootlesskit-benches --bench engine -- cpu`, alternating the modes round by round:
 //!
-//! | io_uring poll | bulk CPU-s/GB, median (min) | CPU-µs per 64 B round trip, min |
-//! |---|---|---|
-//! | one-shot  | 0.177 (0.165) | 6.24 |
-//! | multishot | 0.196 (0.180) | 6.17 |
+//! | run | io_uring poll | bulk CPU-s/GB per round (median) | CPU-µs per 64 B round trip, min | conns/s, median |
+//! |---|---|---|---|---|
+//! | loaded (load 9), 6 rounds | one-shot  | 0.182 0.173 0.165 0.171 0.188 0.193 (0.177) | 6.24 | 2.7k |
+//! | loaded (load 9), 6 rounds | multishot | 0.205 0.180 0.211 0.193 0.193 0.199 (0.196) | 6.17 | 2.4k |
+//! | quieter (load 3), 4 rounds | one-shot  | 0.112 0.127 0.109 0.115 (0.114) | 33.6 | 6.1k |
+//! | quieter (load 3), 4 rounds | multishot | 0.112 0.105 0.107 0.110 (0.109) | 35.5 | 6.0k |
 //!
-//! Multishot cost more CPU per byte in all 6 pairs (+4% to +28%; an earlier 4-round run of the
-//! first multishot version: +16% to +60%), and the same per round trip. The reason: while the
-//! worker splices a bulk flow, its multishot poll stays armed, so every arriving segment
-//! queues poll task work that runs at the exit of the worker's next syscall and posts a
-//! completion the worker has to reap, whereas a one-shot poll is disarmed until the worker
+//! (The round-trip CPU moves between a 6 µs and a 35 µs regime from run to run on this VM,
+//! for both modes alike.) Under load multishot cost more CPU per byte in all 6 pairs (+4% to
+//! +28%; an earlier 4-round loaded run of the first multishot version: +16% to +60%); on the
+//! quieter machine the two are equal within noise (multishot −4%). Per round trip and per
+//! connection they are equal. So multishot is not better here, and worse under load. The likely
+//! reason: while the worker splices a bulk flow its multishot poll stays armed, so every arriving
+//! segment queues poll task work that runs at the exit of the worker's next syscall and posts a
+//! completion the worker then reaps, whereas a one-shot poll stays disarmed until the worker
 //! hits EAGAIN. Request/response traffic gains nothing either: the one-shot re-arm travels in
-//! the `io_uring_enter` that waits anyway, and multishot pays one `poll(2)` level check instead.
+//! the `io_uring_enter` that waits anyway, and multishot pays a `poll(2)` level check instead.
 //!
 //! Through the real launcher, `portfwd_bench.py --secs 2 --rounds 3 --tests crr,http,rr
 //! --direct` with three `--kit`s, all `ROOTLESSKIT_FORWARDER_BACKEND=uring`: the binary before
@@ -71,6 +76,7 @@
 //! The two one-shot columns run the same code and differ by up to 2.5× in rate: on this loaded
 //! machine the launcher-level figures cannot separate the modes; the CPU per request is the
 //! same within noise. Multishot stays available for kernels or workloads where it pays off.
+//!
 //! The io_uring backend also offers [`Poller::uring_splice`], a synchronous `IORING_OP_SPLICE`
 //! (submit and wait for that one completion) used by the `UringSplice` backend.
 
