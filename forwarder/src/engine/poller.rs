@@ -48,12 +48,15 @@
 //! | loaded (load 9), 6 rounds | multishot | 0.205 0.180 0.211 0.193 0.193 0.199 (0.196) | 6.17 | 2.4k |
 //! | quieter (load 3), 4 rounds | one-shot  | 0.112 0.127 0.109 0.115 (0.114) | 33.6 | 6.1k |
 //! | quieter (load 3), 4 rounds | multishot | 0.112 0.105 0.107 0.110 (0.109) | 35.5 | 6.0k |
+//! | quiet (load 1.7), 4 rounds | one-shot  | 0.112 0.114 0.096 0.108 (0.110) | 31.6 | 6.5k |
+//! | quiet (load 1.7), 4 rounds | multishot | 0.127 0.105 0.116 0.106 (0.111) | 32.4 | 6.7k |
 //!
 //! (The round-trip CPU moves between a 6 µs and a 35 µs regime from run to run on this VM,
 //! for both modes alike.) Under load multishot cost more CPU per byte in all 6 pairs (+4% to
 //! +28%; an earlier 4-round loaded run of the first multishot version: +16% to +60%); on the
-//! quieter machine the two are equal within noise (multishot −4%). Per round trip and per
-//! connection they are equal. So multishot is not better here, and worse under load. The likely
+//! quieter machine the two are equal within noise (medians −4% and +1%). Per round trip
+//! (multishot +1% to +4% in the 4 quiet pairs) and per connection (+3%) they are equal
+//! within noise. So multishot is not better here, and worse under load. The likely
 //! reason: while the worker splices a bulk flow its multishot poll stays armed, so every arriving
 //! segment queues poll task work that runs at the exit of the worker's next syscall and posts a
 //! completion the worker then reaps, whereas a one-shot poll stays disarmed until the worker
