@@ -174,8 +174,16 @@ enum Exit {
     Code(i32),
 }
 
-/// `--debug` (set once in `real_main`).
+/// Request tracing, on when `ROOTLESSCTL_TRACE` is set to anything but "" or "0" (set once in
+/// `real_main`). Not tied to `--debug`: RootlessKit's `rootlessctl --debug` adds nothing to the
+/// output, and ours must stay byte-identical to it (spec §3.5), so the trace is an opt-in
+/// extension of its own.
 static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `ROOTLESSCTL_TRACE`: whether each API call is logged on stderr.
+fn trace_env() -> bool {
+    std::env::var_os("ROOTLESSCTL_TRACE").is_some_and(|v| !v.is_empty() && v != "0")
+}
 
 fn debug_on() -> bool {
     DEBUG.load(std::sync::atomic::Ordering::Relaxed)
@@ -231,7 +239,7 @@ fn rfc3339_now() -> String {
     )
 }
 
-/// `--debug`: each API call with its status (or error).
+/// `ROOTLESSCTL_TRACE=1`: each API call with its status (or error).
 fn trace_request(method: &str, path: &str, outcome: Result<(u16, &str), &str>) {
     match outcome {
         Ok((status, reason)) => debug_log(&format!("{method} {path}: {status} {reason}")),
@@ -715,7 +723,8 @@ fn real_main(args: &[String]) -> Exit {
         Ok(g) => g,
         Err(e) => return usage_err(&mut stdout, ".", &e, &app_help()),
     };
-    DEBUG.store(g.debug, std::sync::atomic::Ordering::Relaxed);
+    // `g.debug` is accepted for compatibility; like RootlessKit's it changes no output.
+    DEBUG.store(trace_env(), std::sync::atomic::Ordering::Relaxed);
     if g.help {
         let _ = stdout.write_all(app_help().as_bytes());
         return Exit::Ok;

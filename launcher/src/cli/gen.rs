@@ -158,7 +158,7 @@ pub fn man_rootlessctl() -> String {
          .SH DESCRIPTION\n\
          Talks to the REST API of a running \\fBrootlesskit\\fR(1) over its unix socket.\n\
          .SH GLOBAL OPTIONS\n\
-         .TP\n\\fB\\-\\-debug\\fR\ndebug mode (default: false): one line on stderr per API request with its method, path and HTTP status (or error), in the format of logrus (RootlessKit\\(aqs logging library), e.g. \\fBtime=\"2026\\-11\\-29T13:30:18Z\" level=debug msg=\"GET /v1/info: 200 OK\"\\fR.\n\
+         .TP\n\\fB\\-\\-debug\\fR\ndebug mode (default: false). Accepted for compatibility: as in RootlessKit, it adds no output. For a trace of the API requests set \\fBROOTLESSCTL_TRACE=1\\fR (see ENVIRONMENT).\n\
          .TP\n\\fB\\-\\-socket\\fR \\fIvalue\\fR\nPath to api.sock (under the \"rootlesskit \\-\\-state\\-dir\" directory), defaults to $ROOTLESSKIT_STATE_DIR/api.sock\n\
          .TP\n\\fB\\-\\-help\\fR, \\fB\\-h\\fR\nshow help\n\
          .TP\n\\fB\\-\\-version\\fR, \\fB\\-v\\fR\nprint the version\n\
@@ -169,6 +169,9 @@ pub fn man_rootlessctl() -> String {
          .TP\n\\fBinfo\\fR [\\fB\\-\\-json\\fR]\nShow info.\n\
          .TP\n\\fBstats\\fR [\\fB\\-\\-json\\fR] [\\fB\\-\\-watch\\fR[=\\fIINTERVAL\\fR]] [\\fIID\\fR...]\nTraffic statistics of published ports (rootlesskit\\-rs extension; builtin port driver only; not listed by \\fBrootlessctl help\\fR, whose output matches RootlessKit's): active and total TCP connections or UDP flows, bytes in (host to namespace) and out in IEC units, errors. \\fB\\-\\-json\\fR prints the API object of each port on its own line. \\fB\\-\\-watch\\fR prints a batch every \\fIINTERVAL\\fR (default 1s; \\fB500ms\\fR, \\fB2s\\fR, \\fB1m\\fR or bare seconds) with new connections, bytes in and bytes out per second: on a terminal it clears the screen and redraws the table under a title line; to a pipe or file it prints the plain table followed by an empty line each time (no escape codes); with \\fB\\-\\-json\\fR it appends one batch of lines per interval with \\fBconnsPerSec\\fR, \\fBbytesInPerSec\\fR and \\fBbytesOutPerSec\\fR (from the second batch on). SIGINT, SIGTERM and SIGHUP end it between two batches (never in the middle of a line) with status 0. If the rootlesskit being watched exits, it stops with \\fBerror: rootlesskit stopped answering on\\fR \\fISOCKET\\fR \\fB(did it exit?): ...\\fR and status 1.\n\
          .TP\n\\fBhelp\\fR, \\fBh\\fR\nShows a list of commands or help for one command.\n\
+         .SH ENVIRONMENT\n\
+         .TP\n\\fBROOTLESSKIT_STATE_DIR\\fR\nThe socket is $ROOTLESSKIT_STATE_DIR/api.sock unless \\fB\\-\\-socket\\fR is given.\n\
+         .TP\n\\fBROOTLESSCTL_TRACE\\fR\nWhen set to anything but empty or 0, one line on stderr per API request with its method, path and HTTP status (or error), in the format of logrus, e.g. \\fBtime=\"2026\\-11\\-29T13:30:18Z\" level=debug msg=\"GET /v1/info: 200 OK\"\\fR (an extension of rootlesskit\\-rs).\n\
          .SH EXIT STATUS\n0 on success (also when \\fBstats \\-\\-watch\\fR is ended by SIGINT, SIGTERM or SIGHUP), 1 on error (\\fBerror: ...\\fR on stderr), 3 for an unknown command.\n\
          .SH SEE ALSO\n\\fBrootlesskit\\fR(1)\n",
     );
