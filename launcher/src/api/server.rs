@@ -528,9 +528,15 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 Ok(Some(body)) => match gojson::decode_port_spec(&body) {
                     Err(e) => error_reply(StatusCode::BAD_REQUEST, &e, http10),
                     Ok(spec) => {
-                        let _w = st.writes.lock().await;
-                        let d = d.clone();
-                        match tokio::task::spawn_blocking(move || d.add_port(spec)).await {
+                        let res = if d.quick_add() {
+                            // builtin: bind + listen, no thread hop (issue #5).
+                            Ok(d.add_port(spec))
+                        } else {
+                            let _w = st.writes.lock().await;
+                            let d = d.clone();
+                            tokio::task::spawn_blocking(move || d.add_port(spec)).await
+                        };
+                        match res {
                             Ok(Ok(status)) => {
                                 json_reply(StatusCode::CREATED, gojson::marshal(&status), http10)
                             }
@@ -560,9 +566,14 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                     http10,
                 ),
                 Ok(id) => {
-                    let _w = st.writes.lock().await;
-                    let d = d.clone();
-                    match tokio::task::spawn_blocking(move || d.remove_port(id)).await {
+                    let res = if d.quick_remove(id) {
+                        Ok(d.remove_port(id))
+                    } else {
+                        let _w = st.writes.lock().await;
+                        let d = d.clone();
+                        tokio::task::spawn_blocking(move || d.remove_port(id)).await
+                    };
+                    match res {
                         Ok(Ok(())) => Reply::new(StatusCode::OK).go_tail(None, None, http10),
                         Ok(Err(e)) => error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10),
                         Err(e) => error_reply(

@@ -72,6 +72,17 @@ impl PortBackend for BuiltinBackend {
         self.with_fwd(|f| f.remove_port(id))
     }
 
+    /// bind + listen in this thread; the worker picks the socket up asynchronously.
+    fn quick_publish(&self) -> bool {
+        true
+    }
+
+    /// TCP: `shutdown(2)` of the listener in this thread, the workers clean up asynchronously.
+    /// UDP waits for the workers' acknowledgements.
+    fn quick_unpublish(&self, spec: &PortSpec) -> bool {
+        spec.proto.starts_with("tcp")
+    }
+
     fn stats(&self, id: i64) -> Option<super::PortStats> {
         let uid = u64::try_from(id).ok()?;
         let guard = self.fwd.lock().unwrap_or_else(|p| p.into_inner());

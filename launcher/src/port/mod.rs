@@ -61,6 +61,15 @@ pub trait PortDriver: Send + Sync {
     fn list_ports(&self) -> Vec<PortStatus>;
     /// Remove every port and stop the data plane; called once at exit.
     fn shutdown(&self);
+    /// Whether `add_port` returns without waiting for another thread or process (a few
+    /// syscalls at most), so an async caller may run it inline instead of on a blocking thread.
+    fn quick_add(&self) -> bool {
+        false
+    }
+    /// The same for `remove_port(id)`.
+    fn quick_remove(&self, _id: i64) -> bool {
+        false
+    }
     /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
         Err(PortError::Msg(format!(
@@ -99,6 +108,14 @@ pub trait PortBackend: Send + Sync {
     /// Whether `remove_port` of an id unknown to the manager is forwarded to the backend
     /// (slirp4netns: yes, so its own error text reaches the client like RootlessKit's).
     fn forwards_unknown_removals(&self) -> bool {
+        false
+    }
+    /// `publish` never waits for another thread or process (see [`PortDriver::quick_add`]).
+    fn quick_publish(&self) -> bool {
+        false
+    }
+    /// `unpublish` of a port with this spec never waits (see [`PortDriver::quick_remove`]).
+    fn quick_unpublish(&self, _spec: &PortSpec) -> bool {
         false
     }
     /// Stop the data plane after every port was unpublished.
@@ -156,7 +173,15 @@ impl<B: PortBackend> PortDriver for Manager<B> {
             return Err(PortError::Msg("port driver is shut down".into()));
         }
         spec.validate()?;
-        forwarder::spec::check_conflicts(&spec, st.ports.iter().map(|(id, s)| (*id, s)))?;
+        // Same (proto, parentIP, parentPort) triple; comparing the port first keeps the scan
+        // cheap with thousands of ports (no string compares for the others).
+        forwarder::spec::check_conflicts(
+            &spec,
+            st.ports
+                .iter()
+                .filter(|(_, s)| s.parent_port == spec.parent_port)
+                .map(|(id, s)| (*id, s)),
+        )?;
         let id = self
             .backend
             .publish(st.next_id, &spec)?
@@ -190,6 +215,18 @@ impl<B: PortBackend> PortDriver for Manager<B> {
                 spec: spec.clone(),
             })
             .collect()
+    }
+
+    fn quick_add(&self) -> bool {
+        self.backend.quick_publish()
+    }
+
+    fn quick_remove(&self, id: i64) -> bool {
+        match self.lock().ports.get(&id) {
+            Some(spec) => self.backend.quick_unpublish(spec),
+            // Answered from the map, unless the backend is asked.
+            None => !self.backend.forwards_unknown_removals(),
+        }
     }
 
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
