@@ -256,13 +256,29 @@ pub(crate) enum Cmd {
 pub(crate) struct WorkerRemote {
     tx: mpsc::Sender<Cmd>,
     wake: Arc<OwnedFd>,
+    /// A command was queued by `send_quiet` and the worker not signalled yet.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl WorkerRemote {
     pub(crate) fn send(&self, c: Cmd) -> bool {
         let ok = self.tx.send(c).is_ok();
+        self.pending.store(false, Ordering::Release);
         sys::eventfd_signal(self.wake.as_fd());
         ok
+    }
+
+    /// Queue without waking the worker; [`WorkerRemote::wake_if_pending`] signals later.
+    fn send_quiet(&self, c: Cmd) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        self.pending.store(true, Ordering::Release);
+        ok
+    }
+
+    fn wake_if_pending(&self) {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            sys::eventfd_signal(self.wake.as_fd());
+        }
     }
 }
 
@@ -278,6 +294,8 @@ pub(crate) struct Shared {
 
 struct PortEntry {
     stats: Arc<Counters>,
+    /// Index of the worker that owns the listener / UDP socket.
+    worker: usize,
     /// The TCP listener (shared with its worker); None for UDP.
     listener: Option<Arc<OwnedFd>>,
 }
@@ -337,6 +355,7 @@ impl Forwarder {
             remotes.push(WorkerRemote {
                 tx,
                 wake: wake.clone(),
+                pending: std::sync::atomic::AtomicBool::new(false),
             });
             locals.push((i, rx, wake));
         }
@@ -367,6 +386,25 @@ impl Forwarder {
 
     /// Publish a port (the spec was validated by the caller).
     pub fn add_port(&self, id: u64, spec: &PortSpec) -> Result<(), ForwarderError> {
+        self.add(id, spec, false)
+    }
+
+    /// [`Forwarder::add_port`] without waking the owning worker: the socket listens when this
+    /// returns, but connections wait in the backlog until [`Forwarder::flush`] is called,
+    /// which the caller must do soon (the API server does within about a millisecond, so a
+    /// burst of POSTs costs one worker wake-up instead of one each).
+    pub fn add_port_deferred(&self, id: u64, spec: &PortSpec) -> Result<(), ForwarderError> {
+        self.add(id, spec, true)
+    }
+
+    /// Wake the workers that have commands queued by the `_deferred` calls.
+    pub fn flush(&self) {
+        for w in self.shared.workers.get().into_iter().flatten() {
+            w.wake_if_pending();
+        }
+    }
+
+    fn add(&self, id: u64, spec: &PortSpec, deferred: bool) -> Result<(), ForwarderError> {
         let mut ports = self
             .ports
             .lock()
@@ -409,13 +447,19 @@ impl Forwarder {
                 }
             }
         };
-        if !workers[w].send(cmd) {
+        let sent = if deferred {
+            workers[w].send_quiet(cmd)
+        } else {
+            workers[w].send(cmd)
+        };
+        if !sent {
             return Err(ForwarderError::Port("forwarder not running".into()));
         }
         ports.insert(
             id,
             PortEntry {
                 stats,
+                worker: w,
                 listener: tcp_listener,
             },
         );
@@ -424,6 +468,17 @@ impl Forwarder {
 
     /// Unpublish a port: close its listener and reset every live connection / flow.
     pub fn remove_port(&self, id: u64) -> Result<(), ForwarderError> {
+        self.remove(id, false)
+    }
+
+    /// [`Forwarder::remove_port`] that wakes only the worker owning the listener; the others
+    /// (which may hold live connections of the port) act on the next [`Forwarder::flush`].
+    /// No new connection is accepted either way once this returns.
+    pub fn remove_port_deferred(&self, id: u64) -> Result<(), ForwarderError> {
+        self.remove(id, true)
+    }
+
+    fn remove(&self, id: u64, deferred: bool) -> Result<(), ForwarderError> {
         let mut ports = self
             .ports
             .lock()
@@ -439,8 +494,12 @@ impl Forwarder {
             // listener polls as HUP for ever (even with no interest), so the owning worker
             // must already have the Remove queued (and its eventfd signalled) when it sees
             // that, or it would spin until this thread got the CPU back.
-            for w in workers.into_iter().flatten() {
-                w.send(Cmd::Remove { id, ack: None });
+            for (i, w) in workers.into_iter().flatten().enumerate() {
+                if deferred && i != entry.worker {
+                    w.send_quiet(Cmd::Remove { id, ack: None });
+                } else {
+                    w.send(Cmd::Remove { id, ack: None });
+                }
             }
             sys::shutdown_both(l.as_fd());
             return Ok(());

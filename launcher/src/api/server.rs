@@ -48,6 +48,11 @@ pub const MAX_BODY: usize = 1 << 20;
 const MAX_HEAD: usize = 64 * 1024;
 /// Connections served at once (each may buffer up to [`MAX_BODY`]); Go has no limit.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Quick port writes use the driver's `_deferred` calls (builtin: the worker that gets a new
+/// listener is not woken per request) and one `flush_deferred` this long after the first of a
+/// burst, so 1,000 POSTs cost a few dozen worker wake-ups instead of 1,000. A connection to a
+/// port added meanwhile waits in the listen backlog for at most about this long.
+const FLUSH_DELAY: Duration = Duration::from_millis(1);
 /// How long `run` waits for open connections after the shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,6 +68,8 @@ pub struct ApiState {
     pub port_driver: Option<Arc<dyn PortDriver>>,
     /// Serialises port writes; the drivers serialise too, this keeps blocking threads bounded.
     writes: tokio::sync::Mutex<()>,
+    /// A `flush_deferred` of the port driver is scheduled (see [`FLUSH_DELAY`]).
+    flush_scheduled: std::sync::atomic::AtomicBool,
 }
 
 impl ApiState {
@@ -83,6 +90,7 @@ impl ApiState {
             network_driver,
             port_driver,
             writes: tokio::sync::Mutex::new(()),
+            flush_scheduled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -156,6 +164,10 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
     })
     .await;
     conns.abort_all();
+    // A flush scheduled by the last writes may never run now.
+    if let Some(d) = &state.port_driver {
+        d.flush_deferred();
+    }
 }
 
 /// A running API server on its own thread (see [`spawn`]).
@@ -419,6 +431,22 @@ fn route(path: &str) -> Option<Route> {
     }
 }
 
+/// Run the driver's `flush_deferred` in [`FLUSH_DELAY`] unless one is already scheduled.
+fn schedule_flush(st: &Arc<ApiState>, d: &Arc<dyn PortDriver>) {
+    use std::sync::atomic::Ordering;
+    if st.flush_scheduled.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let st = st.clone();
+    let d = d.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(FLUSH_DELAY).await;
+        // Cleared first: a write after this point schedules the next flush itself.
+        st.flush_scheduled.store(false, Ordering::Release);
+        d.flush_deferred();
+    });
+}
+
 /// Collect at most [`MAX_BODY`] bytes; None when the body is larger.
 async fn read_body(body: Incoming) -> Result<Option<Bytes>, hyper::Error> {
     match http_body_util::Limited::new(body, MAX_BODY).collect().await {
@@ -530,7 +558,9 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                     Ok(spec) => {
                         let res = if d.quick_add() {
                             // builtin: bind + listen, no thread hop (issue #5).
-                            Ok(d.add_port(spec))
+                            let r = d.add_port_deferred(spec);
+                            schedule_flush(&st, d);
+                            Ok(r)
                         } else {
                             let _w = st.writes.lock().await;
                             let d = d.clone();
@@ -567,7 +597,9 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 ),
                 Ok(id) => {
                     let res = if d.quick_remove(id) {
-                        Ok(d.remove_port(id))
+                        let r = d.remove_port_deferred(id);
+                        schedule_flush(&st, d);
+                        Ok(r)
                     } else {
                         let _w = st.writes.lock().await;
                         let d = d.clone();

@@ -70,6 +70,18 @@ pub trait PortDriver: Send + Sync {
     fn quick_remove(&self, _id: i64) -> bool {
         false
     }
+    /// [`PortDriver::add_port`] that may leave part of the work queued until
+    /// [`PortDriver::flush_deferred`]; the caller must call that soon (the API server does
+    /// within about a millisecond). Default: `add_port`.
+    fn add_port_deferred(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        self.add_port(spec)
+    }
+    /// The same for `remove_port`; what is guaranteed on return (nothing new accepted) holds.
+    fn remove_port_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.remove_port(id)
+    }
+    /// Finish what the `_deferred` calls queued.
+    fn flush_deferred(&self) {}
     /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
         Err(PortError::Msg(format!(
@@ -118,6 +130,17 @@ pub trait PortBackend: Send + Sync {
     fn quick_unpublish(&self, _spec: &PortSpec) -> bool {
         false
     }
+    /// `publish` that may leave work queued until `flush` (see
+    /// [`PortDriver::add_port_deferred`]).
+    fn publish_deferred(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
+        self.publish(next_id, spec)
+    }
+    /// `unpublish` that may leave work queued until `flush`.
+    fn unpublish_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.unpublish(id)
+    }
+    /// Finish what the `_deferred` calls queued.
+    fn flush(&self) {}
     /// Stop the data plane after every port was unpublished.
     fn shutdown(&self) {}
     /// Counters of a published port; None when the backend keeps none.
@@ -160,14 +183,8 @@ impl<B: PortBackend> Manager<B> {
         // removes), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl<B: PortBackend> PortDriver for Manager<B> {
-    fn info(&self) -> PortDriverInfo {
-        self.backend.info()
-    }
-
-    fn add_port(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+    fn add(&self, spec: PortSpec, deferred: bool) -> Result<PortStatus, PortError> {
         let mut st = self.lock();
         if st.shut_down {
             return Err(PortError::Msg("port driver is shut down".into()));
@@ -182,10 +199,12 @@ impl<B: PortBackend> PortDriver for Manager<B> {
                 .filter(|(_, s)| s.parent_port == spec.parent_port)
                 .map(|(id, s)| (*id, s)),
         )?;
-        let id = self
-            .backend
-            .publish(st.next_id, &spec)?
-            .unwrap_or(st.next_id);
+        let published = if deferred {
+            self.backend.publish_deferred(st.next_id, &spec)?
+        } else {
+            self.backend.publish(st.next_id, &spec)?
+        };
+        let id = published.unwrap_or(st.next_id);
         if id >= st.next_id {
             st.next_id = id + 1;
         }
@@ -193,7 +212,7 @@ impl<B: PortBackend> PortDriver for Manager<B> {
         Ok(PortStatus { id, spec })
     }
 
-    fn remove_port(&self, id: i64) -> Result<(), PortError> {
+    fn remove(&self, id: i64, deferred: bool) -> Result<(), PortError> {
         let mut st = self.lock();
         if !st.ports.contains_key(&id) {
             if self.backend.forwards_unknown_removals() {
@@ -201,9 +220,39 @@ impl<B: PortBackend> PortDriver for Manager<B> {
             }
             return Err(PortError::Msg(format!("unknown id: {id}")));
         }
-        self.backend.unpublish(id)?;
+        if deferred {
+            self.backend.unpublish_deferred(id)?;
+        } else {
+            self.backend.unpublish(id)?;
+        }
         st.ports.remove(&id);
         Ok(())
+    }
+}
+
+impl<B: PortBackend> PortDriver for Manager<B> {
+    fn info(&self) -> PortDriverInfo {
+        self.backend.info()
+    }
+
+    fn add_port(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        self.add(spec, false)
+    }
+
+    fn add_port_deferred(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        self.add(spec, true)
+    }
+
+    fn remove_port(&self, id: i64) -> Result<(), PortError> {
+        self.remove(id, false)
+    }
+
+    fn remove_port_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.remove(id, true)
+    }
+
+    fn flush_deferred(&self) {
+        self.backend.flush();
     }
 
     fn list_ports(&self) -> Vec<PortStatus> {
