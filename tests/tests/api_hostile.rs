@@ -240,6 +240,55 @@ fn settled_fd_count(pid: i32) -> usize {
     last
 }
 
+/// Fds of `pid` that are TCP sockets in LISTEN state (in `pid`'s network namespace).
+fn listening_sockets(pid: i32) -> usize {
+    let mut listen = BTreeSet::new();
+    for t in ["tcp", "tcp6"] {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).unwrap_or_default();
+        for l in table.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(3) == Some(&"0A") {
+                if let Some(inode) = f.get(9) {
+                    listen.insert(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| listen.contains(t.to_string_lossy().as_ref()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The slirp4netns process started by the rootlesskit parent `pid`.
+fn slirp4netns_of(pid: i32) -> i32 {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(10), || {
+        found = std::fs::read_dir("/proc").ok().and_then(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .find(|p| {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                    let Some((comm, rest)) = stat.split_once(") ") else {
+                        return false;
+                    };
+                    comm.ends_with("(slirp4netns")
+                        && rest.split(' ').nth(1) == Some(pid.to_string().as_str())
+                })
+        });
+        found.is_some()
+    });
+    assert!(ok, "no slirp4netns child of rootlesskit (pid {pid})");
+    found.unwrap()
+}
+
 /// Echo `n` bytes through 127.0.0.1:`port`; Err with the reason otherwise.
 fn echo_through(port: u16, n: usize) -> Result<(), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
@@ -319,6 +368,12 @@ fn ports_added_and_removed(driver: &str, n: usize, sample_every: usize) {
     settled_fd_count(pid);
     let base = fd_profile(pid);
     let base_fds = fd_count(pid);
+    // slirp4netns driver: the host listeners live in slirp4netns.
+    let helper = (driver == "slirp4netns").then(|| {
+        let h = slirp4netns_of(pid);
+        settled_fd_count(h);
+        (h, listening_sockets(h))
+    });
     let mut c = Conn::open(&sock);
     let mut want = std::collections::BTreeMap::<i64, u16>::new();
     let mut issued = BTreeSet::<i64>::new();
@@ -373,6 +428,15 @@ fn ports_added_and_removed(driver: &str, n: usize, sample_every: usize) {
                 panic!("port {port} (id {id}) with {n} ports published: {e}");
             }
         }
+    }
+    // The fd checks below see the listeners: all n of them are there now.
+    match helper {
+        Some((h, before)) => assert_eq!(listening_sockets(h), before + n, "slirp4netns listeners"),
+        None => assert_eq!(
+            fd_profile(pid).host_sockets,
+            base.host_sockets + n,
+            "host-side sockets of the parent with {n} ports published"
+        ),
     }
     // Remove odd ids first, then even ones (not in insertion order).
     let order: Vec<i64> = want
@@ -435,6 +499,21 @@ fn ports_added_and_removed(driver: &str, n: usize, sample_every: usize) {
         "parent fds after adding and removing {n} ports: {now:?}, before: {base:?}\nall: {}",
         fd_kinds(pid)
     );
+    if let Some((h, before)) = helper {
+        // Its listeners must all be gone; closed connections linger in libslirp's own TCP
+        // timers for a while (RootlessKit has the same), so only listeners are compared.
+        let mut now = 0;
+        let back = wait_until(Duration::from_secs(10), || {
+            now = listening_sockets(h);
+            now == before
+        });
+        assert!(
+            back,
+            "slirp4netns (pid {h}) listening sockets: {before} before, {now} after adding and \
+             removing {n} ports: {}",
+            fd_kinds(h)
+        );
+    }
     // The pooled namespace sockets are the only fds left out above, and a shut-down listener
     // would look like one (unhashed, in no /proc/net table): the total may differ from the
     // start only by what the pool varies (forwarder/src/channel.rs: refilled in batches of
