@@ -37,4 +37,7 @@ done
 install -m 0644 "$ROOT/completions/bash/rootlesskit" "$DESTDIR$PREFIX/share/bash-completion/completions/rootlesskit"
 install -m 0644 "$ROOT/completions/zsh/_rootlesskit" "$DESTDIR$PREFIX/share/zsh/site-functions/_rootlesskit"
 install -m 0644 "$ROOT/completions/fish/rootlesskit.fish" "$DESTDIR$PREFIX/share/fish/vendor_completions.d/rootlesskit.fish"
+install -m 0644 "$ROOT/completions/bash/rootlessctl" "$DESTDIR$PREFIX/share/bash-completion/completions/rootlessctl"
+install -m 0644 "$ROOT/completions/zsh/_rootlessctl" "$DESTDIR$PREFIX/share/zsh/site-functions/_rootlessctl"
+install -m 0644 "$ROOT/completions/fish/rootlessctl.fish" "$DESTDIR$PREFIX/share/fish/vendor_completions.d/rootlessctl.fish"
 echo "installed rootlesskit-rs into $DESTDIR$PREFIX"

@@ -10,7 +10,7 @@ RK_TEST_USER=${RK_TEST_USER:-rktest}
 RK_PACKAGES=(
 	uidmap slirp4netns passt iproute2 iperf3 rootlesskit "busybox|busybox-static" curl socat
 	netcat-openbsd procps psmisc util-linux bsdutils lxc dnsmasq-base hyperfine
-	python3 gcc libc6-dev ca-certificates
+	python3 gcc libc6-dev ca-certificates zsh fish bash-completion
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

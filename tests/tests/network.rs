@@ -154,6 +154,34 @@ fn slirp4netns_defaults() {
     );
 }
 
+/// slirp4netns attaches to the persistent tap the child created (its exit then does not wait
+/// for the device's unregistration; docs/network.md), in the namespace and in a detached one.
+/// Traffic through it is covered by `host_loopback_via_gateway` and the port-driver suites.
+#[test]
+fn slirp4netns_uses_the_childs_persistent_tap() {
+    if !have_userns() || is_reference() {
+        return;
+    }
+    let script = "ip -d link show tap0; ip -o addr show tap0";
+    let o = rk(&["--net=slirp4netns", "sh", "-c", script]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("tun type tap pi off"), "{t}");
+    assert!(t.contains("persist on"), "{t}");
+    assert!(t.contains("inet 10.0.2.100/24"), "{t}");
+    let o = rk(&[
+        "--net=slirp4netns",
+        "--detach-netns",
+        "sh",
+        "-c",
+        &format!("nsenter --net=$ROOTLESSKIT_STATE_DIR/netns sh -c '{script}'"),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("persist on"), "{t}");
+    assert!(t.contains("inet 10.0.2.100/24"), "{t}");
+}
+
 #[test]
 fn slirp4netns_custom_cidr_mtu() {
     if !have_userns() {

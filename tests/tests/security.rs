@@ -62,10 +62,10 @@ fn command_fds(flags: &[&str]) -> BTreeSet<u32> {
     let st = child.wait().unwrap();
     let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
     let err = std::fs::read_to_string(dir.path().join("err")).unwrap();
-    if err.contains("not built yet") {
-        eprintln!("skipped {flags:?}: {err}");
-        return BTreeSet::from([0, 1, 2, 7]);
-    }
+    assert!(
+        !err.contains("not built yet"),
+        "{flags:?}: {err} (build the workspace first: cargo build --workspace --bins; hack/test.sh does)"
+    );
     assert!(
         st.success(),
         "{flags:?}: {st}\nstdout: {out}\nstderr: {err}"
@@ -290,14 +290,16 @@ fn check_other_user_locked_out(state: &std::path::Path, other: (u32, u32), defau
 
 #[test]
 fn as_root_state_dir_and_api_sock_private() {
-    if !is_root() || !can_run(&["socat"]) {
-        eprintln!("skipped: needs root");
+    assert!(
+        is_root(),
+        "needs root: it belongs to the as_root phase of `sudo bash hack/test.sh`"
+    );
+    if !can_run(&["socat"]) {
         return;
     }
-    let Some(other) = other_user() else {
-        eprintln!("skipped: cannot create user {OTHER}");
-        return;
-    };
+    let other = other_user().unwrap_or_else(|| {
+        panic!("cannot create the second user {OTHER} (useradd failed): run as root with useradd available (package passwd)")
+    });
     // Explicit --state-dir (RootlessKit creates it 0755; the socket must still refuse others).
     {
         let kit = Kit::start(&["--net=host"], &["sleep", "60"]);
@@ -464,8 +466,11 @@ fn disable_host_loopback_slirp4netns() {
 
 #[test]
 fn as_root_disable_host_loopback_pasta_private_netns() {
-    if !is_root() || !can_run(&["pasta", "socat", "ip", "unshare", "runuser"]) {
-        eprintln!("skipped: needs root (private netns with a veth uplink)");
+    assert!(
+        is_root(),
+        "needs root: it belongs to the as_root phase of `sudo bash hack/test.sh`"
+    );
+    if !can_run(&["pasta", "socat", "ip", "unshare", "runuser"]) {
         return;
     }
     let reached = loopback_reached(&["--net=pasta", "--disable-host-loopback"], true);
@@ -477,8 +482,11 @@ fn as_root_disable_host_loopback_pasta_private_netns() {
 
 #[test]
 fn as_root_disable_host_loopback_slirp4netns_private_netns() {
-    if !is_root() || !can_run(&["slirp4netns", "socat", "ip", "unshare", "runuser"]) {
-        eprintln!("skipped: needs root");
+    assert!(
+        is_root(),
+        "needs root: it belongs to the as_root phase of `sudo bash hack/test.sh`"
+    );
+    if !can_run(&["slirp4netns", "socat", "ip", "unshare", "runuser"]) {
         return;
     }
     let reached = loopback_reached(

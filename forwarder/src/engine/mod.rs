@@ -42,7 +42,7 @@ mod worker;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -194,14 +194,64 @@ pub struct PortStats {
     pub errors: u64,
 }
 
+/// One live counter: a relaxed `AtomicU64` with the same `fetch_add`/`fetch_sub`/`load` calls,
+/// so the data path increments it exactly like an atomic (no branch, no indirection).
+///
+/// With the cargo feature `no-stats` it is a zero-sized no-op (every counter reads 0): that
+/// build exists only to measure what the counters cost (`benches/benches/stats.rs`, the
+/// "Cost of port statistics" section of docs/performance.md); it is never the default.
+#[cfg(not(feature = "no-stats"))]
+#[derive(Debug, Default)]
+pub(crate) struct Counter(std::sync::atomic::AtomicU64);
+
+#[cfg(not(feature = "no-stats"))]
+impl Counter {
+    #[inline(always)]
+    pub(crate) fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
+        self.0.fetch_add(v, o)
+    }
+    #[inline(always)]
+    pub(crate) fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
+        self.0.fetch_sub(v, o)
+    }
+    #[inline(always)]
+    pub(crate) fn load(&self, o: Ordering) -> u64 {
+        self.0.load(o)
+    }
+}
+
+#[cfg(feature = "no-stats")]
+#[derive(Debug, Default)]
+pub(crate) struct Counter;
+
+#[cfg(feature = "no-stats")]
+impl Counter {
+    #[inline(always)]
+    pub(crate) fn fetch_add(&self, _: u64, _: Ordering) -> u64 {
+        0
+    }
+    #[inline(always)]
+    pub(crate) fn fetch_sub(&self, _: u64, _: Ordering) -> u64 {
+        0
+    }
+    #[inline(always)]
+    pub(crate) fn load(&self, _: Ordering) -> u64 {
+        0
+    }
+}
+
+/// `true` when this build keeps per-port counters (the default; `false` with the
+/// measurement-only feature `no-stats`).
+pub const STATS_ENABLED: bool = cfg!(not(feature = "no-stats"));
+
 /// Live counters, updated with relaxed atomics (once per wake-up and direction).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub active: AtomicU64,
-    pub total: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub errors: AtomicU64,
+    pub active: Counter,
+    pub total: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub errors: Counter,
     /// Set by `remove_port` before it broadcasts: a connection handed between workers after a
     /// worker already processed the removal is reset instead of started.
     pub removed: std::sync::atomic::AtomicBool,

@@ -86,10 +86,15 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// Called once per request with the method, the path and the outcome: `Ok((status, reason))`
+/// or the error text (`rootlessctl --debug` logs it).
+pub type TraceFn = fn(method: &str, path: &str, outcome: Result<(u16, &str), &str>);
+
 /// API client bound to one socket path.
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    trace: Option<TraceFn>,
 }
 
 impl Client {
@@ -100,7 +105,16 @@ impl Client {
             path: socket.display().to_string(),
             msg: go_errno_text(&e),
         })?;
-        Ok(Client { socket })
+        Ok(Client {
+            socket,
+            trace: None,
+        })
+    }
+
+    /// Reports every request and its outcome to `trace`.
+    pub fn with_trace(mut self, trace: TraceFn) -> Client {
+        self.trace = Some(trace);
+        self
     }
 
     pub fn socket(&self) -> &Path {
@@ -109,6 +123,22 @@ impl Client {
 
     /// Send one request; returns the raw response.
     pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<HttpResponse, ClientError> {
+        let r = self.send(method, path, body);
+        if let Some(trace) = self.trace {
+            match &r {
+                Ok(resp) => trace(method, path, Ok((resp.status, &resp.reason))),
+                Err(e) => trace(method, path, Err(&e.to_string())),
+            }
+        }
+        r
+    }
+
+    fn send(
         &self,
         method: &str,
         path: &str,

@@ -174,6 +174,71 @@ enum Exit {
     Code(i32),
 }
 
+/// `--debug` (set once in `real_main`).
+static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn debug_on() -> bool {
+    DEBUG.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One debug line on stderr in the format of logrus' text formatter (what RootlessKit's
+/// rootlessctl, a logrus program, writes to a non-terminal):
+/// `time="2026-11-29T13:30:18Z" level=debug msg="GET /v1/info: 200 OK"`.
+fn debug_log(msg: &str) {
+    if debug_on() {
+        eprintln!(
+            "time=\"{}\" level=debug msg={}",
+            rfc3339_now(),
+            forwarder::spec::go_quote(msg)
+        );
+    }
+}
+
+/// Local time like Go's `time.RFC3339`: `2026-11-29T14:30:18+01:00`, `...Z` in UTC.
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: `tm` is plain old data that `localtime_r` fills; both pointers are valid for
+    // the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        tm
+    };
+    let off = tm.tm_gmtoff;
+    let zone = if off == 0 {
+        "Z".to_string()
+    } else {
+        let a = off.abs();
+        format!(
+            "{}{:02}:{:02}",
+            if off < 0 { '-' } else { '+' },
+            a / 3600,
+            a % 3600 / 60
+        )
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{zone}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// `--debug`: each API call with its status (or error).
+fn trace_request(method: &str, path: &str, outcome: Result<(u16, &str), &str>) {
+    match outcome {
+        Ok((status, reason)) => debug_log(&format!("{method} {path}: {status} {reason}")),
+        Err(e) => debug_log(&format!("{method} {path}: {e}")),
+    }
+}
+
 fn client(socket: &Option<String>) -> Result<Client> {
     let path = match socket {
         Some(s) if !s.is_empty() => s.clone(),
@@ -186,7 +251,8 @@ fn client(socket: &Option<String>) -> Result<Client> {
             }
         },
     };
-    Ok(Client::new(path)?)
+    debug_log(&format!("socket: {path}"));
+    Ok(Client::new(path)?.with_trace(trace_request))
 }
 
 /// Go's tabwriter with minwidth 4, tabwidth 8, padding 4, padchar ' ', flags 0, for lines
@@ -334,7 +400,11 @@ fn run_cmd(cmd: Cmd, g: &Flags, f: &Flags, out: &mut dyn Write) -> Result<()> {
                     let rows = stats::collect(&c, &ids)?;
                     out.write_all(stats::render(&rows, None, f.json).as_bytes())?;
                 }
-                Some(interval) => stats::watch(&c, &ids, interval, f.json, out)?,
+                Some(interval) => {
+                    use std::io::IsTerminal;
+                    let tty = std::io::stdout().is_terminal();
+                    stats::watch(&c, &ids, interval, f.json, tty, out)?
+                }
             }
         }
         Cmd::Help => {}
@@ -516,18 +586,71 @@ mod stats {
         cur.saturating_sub(prev) as f64 / secs
     }
 
-    /// Redraw every `interval` until killed (SIGINT). The table mode clears the screen
-    /// first; JSON mode appends one batch of lines per interval.
+    /// Signals that end `--watch` cleanly (status 0): Ctrl-C, `kill`, a closed terminal.
+    const STOP_SIGNALS: [nix::sys::signal::Signal; 3] = [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ];
+
+    /// Waits up to `d` for one of the (blocked) stop signals; true if one came.
+    fn stop_signal_within(set: &nix::sys::signal::SigSet, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ts = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: `set` is a valid sigset_t, `ts` lives across the call, a null siginfo
+            // pointer is allowed.
+            let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+            if r > 0 {
+                return true;
+            }
+            // EAGAIN: timed out; EINTR (another handled signal): wait out the rest.
+            if left.is_zero()
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// `stats --watch`: a batch every `interval` until SIGINT, SIGTERM or SIGHUP, which end it
+    /// with status 0 between two batches (the signals are blocked and taken only while
+    /// waiting, so a batch is never cut: no partial line). Output per batch:
+    /// * `--json`: one JSON object per port and line, rates from the second batch on;
+    /// * table on a terminal: clear the screen, a title line, the table;
+    /// * table to a pipe or file: the table followed by an empty line, no escape codes.
+    ///
+    /// When the rootlesskit being watched goes away (socket removed, connection refused or
+    /// cut), the error says so and the status is 1.
     pub fn watch(
         c: &Client,
         ids: &[i64],
         interval: Duration,
         json: bool,
+        tty: bool,
         out: &mut dyn Write,
     ) -> Result<()> {
+        let mut set = nix::sys::signal::SigSet::empty();
+        for sig in STOP_SIGNALS {
+            set.add(sig);
+        }
+        set.thread_block()?;
         let mut prev: Option<(Instant, HashMap<i64, PortStats>)> = None;
         loop {
-            let rows = collect(c, ids)?;
+            let rows = match collect(c, ids) {
+                Ok(r) => r,
+                Err(e @ ClientError::Io(_)) if prev.is_some() => {
+                    return Err(anyhow::anyhow!(
+                        "rootlesskit stopped answering on {} (did it exit?): {e}",
+                        c.socket().display()
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
             let now = Instant::now();
             let rates: Vec<Option<Rates>> = rows
                 .iter()
@@ -543,19 +666,24 @@ mod stats {
                 })
                 .collect();
             let body = render(&rows, Some(&rates), json);
-            if json {
-                out.write_all(body.as_bytes())?;
-            } else {
-                // Clear the screen, cursor home, then the table.
-                let title = format!(
-                    "Every {:?}: rootlessctl stats (Ctrl-C to quit)\n\n",
+            let batch = if json {
+                body
+            } else if tty {
+                // Cursor home, clear the screen, then a title and the table.
+                format!(
+                    "\x1b[H\x1b[2JEvery {:?}: rootlessctl stats (Ctrl-C to quit)\n\n{body}",
                     interval
-                );
-                out.write_all(format!("\x1b[H\x1b[2J{title}{body}").as_bytes())?;
-            }
+                )
+            } else {
+                format!("{body}\n")
+            };
+            // One write per batch.
+            out.write_all(batch.as_bytes())?;
             out.flush()?;
             prev = Some((now, rows.iter().map(|r| (r.stats.id, r.stats)).collect()));
-            std::thread::sleep(interval);
+            if stop_signal_within(&set, interval) {
+                return Ok(());
+            }
         }
     }
 }
@@ -587,6 +715,7 @@ fn real_main(args: &[String]) -> Exit {
         Ok(g) => g,
         Err(e) => return usage_err(&mut stdout, ".", &e, &app_help()),
     };
+    DEBUG.store(g.debug, std::sync::atomic::Ordering::Relaxed);
     if g.help {
         let _ = stdout.write_all(app_help().as_bytes());
         return Exit::Ok;

@@ -3,6 +3,7 @@
 //! Created by the parent with `clone(2)` (see [`crate::sys::clone_process`]), so it shares
 //! the parent's code and parsed options and needs no re-exec and no environment variables.
 //! Order: wait for the id maps -> re-arm pdeathsig -> `/proc` (`--pidns`) -> detached netns ->
+//! persistent slirp4netns tap (see [`crate::network::precreate_slirp4netns_tap`]) ->
 //! `UserNsReady` -> wait for `Setup` -> propagation -> copy-up -> network configuration
 //! (lo, device, resolv.conf/hosts, /sys) -> source-IP routing -> port driver child side ->
 //! `ChildReady` -> wait for `Go` -> run the command -> forward signals, reap -> exit with the
@@ -70,13 +71,16 @@ fn setup(a: &ChildArgs) -> Result<(), String> {
         }
     }
     let detached = if a.opts.detach_netns {
-        let p = create_detached_netns(&a.state_dir)?;
+        let p = create_detached_netns(&a.state_dir, &a.opts)?;
         debug!(
             "created the detached network namespace path={}",
             p.display()
         );
         Some(p)
     } else {
+        if crate::network::precreate_slirp4netns_tap(&a.opts) {
+            debug!("created the persistent tap device for slirp4netns");
+        }
         None
     };
     messages::send(&a.handshake, &Message::UserNsReady).map_err(|e| e.to_string())?;
@@ -155,7 +159,7 @@ fn start_port_child(
 
 /// `--detach-netns`: create a network namespace and bind-mount it on `$STATE/netns`, while the
 /// child itself stays in the host network namespace.
-fn create_detached_netns(state_dir: &Path) -> Result<PathBuf, String> {
+fn create_detached_netns(state_dir: &Path, opts: &crate::cli::Options) -> Result<PathBuf, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join("netns");
     std::fs::OpenOptions::new()
@@ -180,6 +184,8 @@ fn create_detached_netns(state_dir: &Path) -> Result<PathBuf, String> {
                     None::<&str>,
                 )
                 .is_ok();
+            // Inside the new namespace: the slirp4netns tap, as in the non-detached case.
+            let _ = ok && crate::network::precreate_slirp4netns_tap(opts);
             // SAFETY: _exit is async-signal-safe and skips atexit handlers of the copied image.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{AutoBool, NetDriver, Options, PortDriverKind};
+use crate::cli::{NetDriver, Options};
 
 mod child;
 pub mod dhcp;
@@ -228,6 +228,24 @@ pub(crate) fn cidr_config(
     })
 }
 
+/// What `GET /v1/info` reports for a driver: from its configuration once set up, else just its
+/// name; `ipv6` as configured.
+pub(crate) fn driver_info(
+    config: Option<&NetworkConfig>,
+    driver: &str,
+    ipv6: bool,
+) -> NetworkDriverInfo {
+    let mut i = match config {
+        Some(c) => info_from_config(c),
+        None => NetworkDriverInfo {
+            driver: driver.into(),
+            ..Default::default()
+        },
+    };
+    i.ipv6 = ipv6;
+    i
+}
+
 pub(crate) fn info_from_config(cfg: &NetworkConfig) -> NetworkDriverInfo {
     NetworkDriverInfo {
         driver: cfg.driver.clone(),
@@ -236,113 +254,6 @@ pub(crate) fn info_from_config(cfg: &NetworkConfig) -> NetworkDriverInfo {
         dynamic_child_ip: false,
         ipv6: false,
     }
-}
-
-/// Driver-dependent validation of spec §1.2, in RootlessKit's order. Returns the warnings to
-/// print (texts without the log prefix) or the first error. Call it in the parent after
-/// parsing, before anything starts (the CLI's own `Options::validate()` may already cover the
-/// network x port rules; the texts are identical).
-pub fn validate(opts: &Options) -> Result<Vec<String>, NetError> {
-    let mut warnings = Vec::new();
-    let net = net_name(opts.net);
-    if opts.mtu > 65521 {
-        return Err(NetError::Msg(format!(
-            "mtu must be <= 65521, got {}",
-            opts.mtu
-        )));
-    }
-    let cidr = match opts.cidr.as_deref() {
-        Some(s) if !s.is_empty() => Some(Cidr::parse(s)?),
-        _ => None,
-    };
-    let ifname = opts.ifname.as_deref().unwrap_or("");
-    if ifname.contains('/') {
-        return Err(NetError::Msg("ifname must not contain \"/\"".into()));
-    }
-    if opts.ipv6 {
-        warnings.push("ipv6 is experimental".to_string());
-        if !matches!(opts.net, NetDriver::Pasta | NetDriver::Slirp4netns) {
-            warnings.push(format!("--ipv6 is discarded for --net={net}"));
-        }
-    }
-    if !opts.disable_host_loopback && !matches!(opts.net, NetDriver::Host | NetDriver::None) {
-        warnings.push("specifying --disable-host-loopback is highly recommended to prohibit connecting to 127.0.0.1:* on the host namespace (requires pasta, slirp4netns, or VPNKit)".to_string());
-    }
-    match opts.net {
-        NetDriver::Host | NetDriver::None => {
-            if opts.mtu != 0 {
-                warnings.push(format!("unsupported mtu for --net={net}: {}", opts.mtu));
-            }
-            if cidr.is_some() {
-                return Err(NetError::Msg(format!(
-                    "custom cidr is not supported for --net={net}"
-                )));
-            }
-            if !ifname.is_empty() {
-                return Err(NetError::Msg(format!(
-                    "ifname cannot be specified for --net={net}"
-                )));
-            }
-            if opts.net == NetDriver::None
-                && !matches!(
-                    opts.port_driver,
-                    PortDriverKind::None | PortDriverKind::Builtin
-                )
-            {
-                return Err(NetError::Msg(
-                    "network \"none\" requires either port driver \"none\" or \"builtin\"".into(),
-                ));
-            }
-        }
-        NetDriver::Pasta => {
-            warnings.push("\"pasta\" network driver is experimental. Needs very recent version of pasta (see docs/network.md).".to_string());
-            if !matches!(
-                opts.port_driver,
-                PortDriverKind::None | PortDriverKind::Implicit
-            ) {
-                return Err(NetError::Msg(
-                    "network \"pasta\" requires port driver \"none\" or \"implicit\"".into(),
-                ));
-            }
-        }
-        NetDriver::Slirp4netns => {
-            if opts.slirp4netns_sandbox == AutoBool::True && opts.detach_netns {
-                return Err(NetError::Msg("--slirp4netns-sandbox conflicts with --detach-netns (https://github.com/rootless-containers/slirp4netns/issues/317)".into()));
-            }
-        }
-        NetDriver::Vpnkit => {
-            if cidr.is_some() {
-                return Err(NetError::Msg(
-                    "custom cidr is not supported for --net=vpnkit".into(),
-                ));
-            }
-        }
-        NetDriver::LxcUserNic => {
-            warnings.push("\"lxc-user-nic\" network driver is experimental".to_string());
-            if cidr.is_some() {
-                return Err(NetError::Msg(
-                    "custom cidr is not supported for --net=lxc-user-nic".into(),
-                ));
-            }
-            if !opts.disable_host_loopback {
-                warnings.push("--disable-host-loopback is implicitly set for lxc-user-nic".into());
-            }
-        }
-        NetDriver::GvisorTapVsock => {
-            warnings.push("\"gvisor-tap-vsock\" network driver is experimental".to_string());
-            if opts.disable_host_loopback {
-                warnings.push(
-                    "\"--disable-host-loopback\" is not yet supported for gvisor-tap-vsock".into(),
-                );
-            }
-            if opts.ipv6 {
-                return Err(NetError::Msg(
-                    "--ipv6 is not supported for gvisor-tap-vsock".into(),
-                ));
-            }
-        }
-    }
-    Ok(warnings)
 }
 
 /// `exec.LookPath`: a name with a `/` is used as is, otherwise searched in `$PATH`.
@@ -388,14 +299,9 @@ pub fn new_driver(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
     new_driver_quiet(opts)
 }
 
-/// [`new_driver`] without validation and warnings.
-pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
-    let cidr = match opts.cidr.as_deref() {
-        Some(s) if !s.is_empty() => Cidr::parse(s)?,
-        _ => Cidr::parse(DEFAULT_CIDR)?,
-    };
-    let ifname = opts
-        .ifname
+/// The device name in the child: `--ifname`, else `eth0` for lxc-user-nic and `tap0` otherwise.
+pub fn ifname(opts: &Options) -> String {
+    opts.ifname
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| {
@@ -404,7 +310,36 @@ pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetErr
             } else {
                 "tap0".into()
             }
-        });
+        })
+}
+
+/// The tap device slirp4netns will attach to, created by the child in its own network
+/// namespace before the parent starts slirp4netns, with `TUNSETPERSIST`.
+///
+/// Why: when slirp4netns creates the tap itself, the device is unregistered when its fd is
+/// closed, inside slirp4netns's exit, and that unregistration waits for RCU grace periods
+/// (13–20 ms measured here), so the parent's wait for the killed slirp4netns took most of the
+/// run time of `rootlesskit --net=slirp4netns true`. A persistent device survives the close and
+/// is deleted by the kernel when the namespace itself goes away, asynchronously, in the
+/// namespace cleanup work. slirp4netns's `TUNSETIFF` attaches to the existing device (same
+/// flags, no owner set, and it holds CAP_NET_ADMIN in the namespace).
+///
+/// Returns whether the device was created; failure is not an error (slirp4netns then creates
+/// the device as before).
+pub fn precreate_slirp4netns_tap(opts: &Options) -> bool {
+    if opts.net != NetDriver::Slirp4netns {
+        return false;
+    }
+    tap::open_tap(&ifname(opts), true).is_ok()
+}
+
+/// [`new_driver`] without validation and warnings.
+pub fn new_driver_quiet(opts: &Options) -> Result<Box<dyn NetworkDriver>, NetError> {
+    let cidr = match opts.cidr.as_deref() {
+        Some(s) if !s.is_empty() => Cidr::parse(s)?,
+        _ => Cidr::parse(DEFAULT_CIDR)?,
+    };
+    let ifname = ifname(opts);
     match opts.net {
         NetDriver::Host => Ok(Box::new(HostDriver)),
         NetDriver::None => Ok(Box::new(NoneDriver)),

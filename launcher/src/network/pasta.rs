@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::helper::{describe_exit, Helper, Spawn};
 use super::{
-    cidr_config, info_from_config, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
+    cidr_config, driver_info, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
     NetworkDriverInfo, SetupContext,
 };
 use crate::cli::{Options, PortDriverKind};
@@ -31,30 +31,52 @@ pub struct Features {
     pub pid_file: bool,
 }
 
-pub fn detect_features(binary: &Path) -> Features {
-    let accepts = |args: &[&str]| {
-        Command::new(binary)
-            .args(args)
+/// The two feature probes (`pasta --host-lo-to-ns-lo --version` and `pasta --help`), started
+/// together before the clone and collected at setup, so they overlap each other, the clone and
+/// the id maps instead of running one after the other in front of them.
+pub struct FeatureProbe {
+    accepts_lo: Option<std::process::Child>,
+    help: Option<std::process::Child>,
+}
+
+impl FeatureProbe {
+    pub fn spawn(binary: &Path) -> Self {
+        let accepts_lo = Command::new(binary)
+            .args(["--host-lo-to-ns-lo", "--version"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    let help = Command::new(binary)
-        .arg("--help")
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| {
-            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-            s.push_str(&String::from_utf8_lossy(&o.stderr));
-            s
-        })
-        .unwrap_or_default();
-    Features {
-        host_lo_to_ns_lo: accepts(&["--host-lo-to-ns-lo", "--version"]),
-        pid_file: help.contains("--pid") && help.contains("--foreground"),
+            .spawn()
+            .ok();
+        let help = Command::new(binary)
+            .arg("--help")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok();
+        FeatureProbe { accepts_lo, help }
+    }
+
+    /// Wait for both probes; a probe that could not run means "not supported".
+    pub fn finish(self) -> Features {
+        let host_lo_to_ns_lo = self
+            .accepts_lo
+            .and_then(|mut c| c.wait().ok())
+            .is_some_and(|s| s.success());
+        let help = self
+            .help
+            .and_then(|c| c.wait_with_output().ok())
+            .map(|o| {
+                let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+                s.push_str(&String::from_utf8_lossy(&o.stderr));
+                s
+            })
+            .unwrap_or_default();
+        Features {
+            host_lo_to_ns_lo,
+            pid_file: help.contains("--pid") && help.contains("--foreground"),
+        }
     }
 }
 
@@ -123,6 +145,8 @@ pub fn build_args(
 pub(crate) struct Pasta {
     binary: PathBuf,
     args: Args,
+    /// In flight until setup, then the result.
+    probe: Option<FeatureProbe>,
     features: Features,
     helper: Option<Helper>,
     /// Daemonised pasta found by the /proc scan (no `--pid` support).
@@ -133,8 +157,7 @@ pub(crate) struct Pasta {
 impl Pasta {
     pub(crate) fn new(opts: &Options, cidr: Cidr, ifname: String) -> Result<Self, NetError> {
         let binary = look_path(&opts.pasta_binary)?;
-        let features = detect_features(&binary);
-        crate::debug!("pasta features {features:?}");
+        let probe = FeatureProbe::spawn(&binary);
         Ok(Pasta {
             binary,
             args: Args {
@@ -144,10 +167,11 @@ impl Pasta {
                 disable_host_loopback: opts.disable_host_loopback,
                 ipv6: opts.ipv6,
                 implicit_ports: opts.port_driver == PortDriverKind::Implicit,
-                host_lo_to_ns_lo: features.host_lo_to_ns_lo,
+                host_lo_to_ns_lo: false,
                 pid_file: None,
             },
-            features,
+            probe: Some(probe),
+            features: Features::default(),
             helper: None,
             daemon_pid: None,
             config: None,
@@ -270,6 +294,11 @@ fn find_pasta_in_netns(netns: &Path) -> Option<i32> {
 
 impl NetworkDriver for Pasta {
     fn setup(&mut self, ctx: &SetupContext) -> Result<NetworkConfig, NetError> {
+        if let Some(probe) = self.probe.take() {
+            self.features = probe.finish();
+            crate::debug!("pasta features {:?}", self.features);
+            self.args.host_lo_to_ns_lo = self.features.host_lo_to_ns_lo;
+        }
         let mut args = self.args.clone();
         let pid_file = ctx.state_dir.join(".pasta.pid");
         if self.features.pid_file {
@@ -290,15 +319,7 @@ impl NetworkDriver for Pasta {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        let mut i = match &self.config {
-            Some(c) => info_from_config(c),
-            None => NetworkDriverInfo {
-                driver: "pasta".into(),
-                ..Default::default()
-            },
-        };
-        i.ipv6 = self.args.ipv6;
-        Some(i)
+        Some(driver_info(self.config.as_ref(), "pasta", self.args.ipv6))
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {

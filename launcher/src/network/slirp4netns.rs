@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::helper::{Helper, Spawn};
 use super::{
-    cidr_config, info_from_config, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
+    cidr_config, driver_info, look_path, Cidr, NetError, NetworkConfig, NetworkDriver,
     NetworkDriverInfo, SetupContext,
 };
 use crate::cli::{AutoBool, Options};
@@ -71,29 +71,62 @@ fn kernel_supports_seccomp() -> bool {
     !(r < 0 && Errno::last() == Errno::EINVAL)
 }
 
-/// Run `BINARY --help` and parse it.
-pub fn detect_features(binary: &PathBuf) -> Result<Features, NetError> {
-    let out = Command::new(binary).arg("--help").output().map_err(|e| {
-        NetError::io(
-            format!(
-                "command \"{} --help\" failed, make sure slirp4netns v0.4.0+ is installed",
-                binary.display()
-            ),
-            e,
-        )
-    })?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(NetError::Msg(format!(
-            "command \"{} --help\" failed, make sure slirp4netns v0.4.0+ is installed: {:?}",
-            binary.display(),
-            text
-        )));
+/// A `slirp4netns --help` run in flight. The parent starts it before cloning the child and
+/// collects it when the driver is set up, so the probe overlaps the clone and the id maps
+/// instead of adding its 1–4 ms to start-up.
+pub struct FeatureProbe {
+    binary: PathBuf,
+    child: std::process::Child,
+}
+
+impl FeatureProbe {
+    pub fn spawn(binary: &PathBuf) -> Result<Self, NetError> {
+        let child = Command::new(binary)
+            .arg("--help")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                NetError::io(
+                    format!(
+                        "command \"{} --help\" failed, make sure slirp4netns v0.4.0+ is installed",
+                        binary.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(FeatureProbe {
+            binary: binary.clone(),
+            child,
+        })
     }
-    let mut f = parse_features(&text, &binary.display().to_string())?;
-    f.kernel_seccomp = kernel_supports_seccomp();
-    Ok(f)
+
+    /// Wait for the probe and parse its output.
+    pub fn finish(self) -> Result<Features, NetError> {
+        let binary = self.binary;
+        let out = self.child.wait_with_output().map_err(|e| {
+            NetError::io(
+                format!(
+                    "command \"{} --help\" failed, make sure slirp4netns v0.4.0+ is installed",
+                    binary.display()
+                ),
+                e,
+            )
+        })?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(NetError::Msg(format!(
+                "command \"{} --help\" failed, make sure slirp4netns v0.4.0+ is installed: {:?}",
+                binary.display(),
+                text
+            )));
+        }
+        let mut f = parse_features(&text, &binary.display().to_string())?;
+        f.kernel_seccomp = kernel_supports_seccomp();
+        Ok(f)
+    }
 }
 
 /// Everything that determines the argv.
@@ -198,42 +231,24 @@ pub(crate) struct Slirp4netns {
     args: Args,
     /// `--cidr` given explicitly (only then is it passed to slirp4netns).
     cidr: Cidr,
+    /// What decides sandbox/seccomp and the feature checks, kept until the probe is collected.
+    explicit_cidr: bool,
+    port_driver_slirp4netns: bool,
+    sandbox_opt: AutoBool,
+    seccomp_opt: AutoBool,
+    detach_netns: bool,
+    probe: Option<FeatureProbe>,
     helper: Option<Helper>,
     config: Option<NetworkConfig>,
 }
 
 impl Slirp4netns {
+    /// Finds the binary and starts the `--help` probe; its result is checked in
+    /// [`Slirp4netns::check_features`] at setup, after the clone.
     pub(crate) fn new(opts: &Options, cidr: Cidr, ifname: String) -> Result<Self, NetError> {
         let binary = look_path(&opts.slirp4netns_binary)?;
-        let f = detect_features(&binary)?;
-        crate::debug!("slirp4netns features {f:?}");
+        let probe = FeatureProbe::spawn(&binary)?;
         let explicit_cidr = opts.cidr.as_deref().is_some_and(|s| !s.is_empty());
-        if explicit_cidr && !f.cidr {
-            return Err(NetError::Msg(
-                "this version of slirp4netns does not support --cidr".into(),
-            ));
-        }
-        if opts.disable_host_loopback && !f.disable_host_loopback {
-            return Err(NetError::Msg(
-                "unsupported slirp4netns version: lacks SupportsDisableHostLoopback".into(),
-            ));
-        }
-        if opts.port_driver == crate::cli::PortDriverKind::Slirp4netns && !f.api_socket {
-            return Err(NetError::Msg(
-                "unsupported slirp4netns version: lacks SupportsAPISocket".into(),
-            ));
-        }
-        if opts.ipv6 && !f.enable_ipv6 {
-            return Err(NetError::Msg(
-                "this version of slirp4netns does not support --enable-ipv6".into(),
-            ));
-        }
-        let (sandbox, seccomp) = resolve_sandbox_seccomp(
-            opts.slirp4netns_sandbox,
-            opts.slirp4netns_seccomp,
-            opts.detach_netns,
-            &f,
-        )?;
         Ok(Slirp4netns {
             binary,
             args: Args {
@@ -241,20 +256,62 @@ impl Slirp4netns {
                 disable_host_loopback: opts.disable_host_loopback,
                 cidr: explicit_cidr.then_some(cidr),
                 api_socket: None,
-                sandbox,
-                seccomp,
+                sandbox: false,
+                seccomp: false,
                 ipv6: opts.ipv6,
                 ifname,
             },
             cidr,
+            explicit_cidr,
+            port_driver_slirp4netns: opts.port_driver == crate::cli::PortDriverKind::Slirp4netns,
+            sandbox_opt: opts.slirp4netns_sandbox,
+            seccomp_opt: opts.slirp4netns_seccomp,
+            detach_netns: opts.detach_netns,
+            probe: Some(probe),
             helper: None,
             config: None,
         })
+    }
+
+    /// Collect the `--help` probe and check the features against the options (the error texts
+    /// are RootlessKit's); decides `--enable-sandbox` / `--enable-seccomp`.
+    fn check_features(&mut self) -> Result<(), NetError> {
+        let Some(probe) = self.probe.take() else {
+            return Ok(());
+        };
+        let f = probe.finish()?;
+        crate::debug!("slirp4netns features {f:?}");
+        if self.explicit_cidr && !f.cidr {
+            return Err(NetError::Msg(
+                "this version of slirp4netns does not support --cidr".into(),
+            ));
+        }
+        if self.args.disable_host_loopback && !f.disable_host_loopback {
+            return Err(NetError::Msg(
+                "unsupported slirp4netns version: lacks SupportsDisableHostLoopback".into(),
+            ));
+        }
+        if self.port_driver_slirp4netns && !f.api_socket {
+            return Err(NetError::Msg(
+                "unsupported slirp4netns version: lacks SupportsAPISocket".into(),
+            ));
+        }
+        if self.args.ipv6 && !f.enable_ipv6 {
+            return Err(NetError::Msg(
+                "this version of slirp4netns does not support --enable-ipv6".into(),
+            ));
+        }
+        let (sandbox, seccomp) =
+            resolve_sandbox_seccomp(self.sandbox_opt, self.seccomp_opt, self.detach_netns, &f)?;
+        self.args.sandbox = sandbox;
+        self.args.seccomp = seccomp;
+        Ok(())
     }
 }
 
 impl NetworkDriver for Slirp4netns {
     fn setup(&mut self, ctx: &SetupContext) -> Result<NetworkConfig, NetError> {
+        self.check_features()?;
         let mut args = self.args.clone();
         if ctx.slirp4netns_api_socket {
             args.api_socket = Some(ctx.state_dir.join(".s4nn.sock"));
@@ -284,15 +341,11 @@ impl NetworkDriver for Slirp4netns {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        let mut i = match &self.config {
-            Some(c) => info_from_config(c),
-            None => NetworkDriverInfo {
-                driver: "slirp4netns".into(),
-                ..Default::default()
-            },
-        };
-        i.ipv6 = self.args.ipv6;
-        Some(i)
+        Some(driver_info(
+            self.config.as_ref(),
+            "slirp4netns",
+            self.args.ipv6,
+        ))
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {

@@ -4,6 +4,7 @@
 //! `--ignored selftest`).
 
 use super::*;
+use crate::cli::{AutoBool, PortDriverKind};
 
 pub(crate) fn test_opts(net: NetDriver) -> Options {
     Options {
@@ -158,83 +159,6 @@ fn resolv_and_hosts() {
     assert_eq!(
         child::hosts_file("127.0.0.1 localhost\n", "vm"),
         "127.0.0.1 localhost\n\n127.0.0.1 vm\n::1 vm\n"
-    );
-}
-
-#[test]
-fn validation_texts() {
-    let mut o = test_opts(NetDriver::Host);
-    assert!(validate(&o).unwrap().is_empty());
-    o.mtu = 1400;
-    assert_eq!(
-        validate(&o).unwrap(),
-        vec!["unsupported mtu for --net=host: 1400"]
-    );
-    o.mtu = 70000;
-    assert_eq!(err_text(validate(&o)), "mtu must be <= 65521, got 70000");
-    o.mtu = 0;
-    o.cidr = Some("10.0.3.0/24".into());
-    assert_eq!(
-        err_text(validate(&o)),
-        "custom cidr is not supported for --net=host"
-    );
-    o.cidr = None;
-    o.ifname = Some("eth9".into());
-    assert_eq!(
-        err_text(validate(&o)),
-        "ifname cannot be specified for --net=host"
-    );
-    o.ifname = Some("a/b".into());
-    assert_eq!(err_text(validate(&o)), "ifname must not contain \"/\"");
-
-    let mut o = test_opts(NetDriver::Slirp4netns);
-    assert_eq!(validate(&o).unwrap(), vec!["specifying --disable-host-loopback is highly recommended to prohibit connecting to 127.0.0.1:* on the host namespace (requires pasta, slirp4netns, or VPNKit)"]);
-    o.disable_host_loopback = true;
-    o.cidr = Some("10.0.2.100/24".into());
-    assert_eq!(
-        err_text(validate(&o)),
-        "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"
-    );
-    o.cidr = None;
-    o.slirp4netns_sandbox = AutoBool::True;
-    o.detach_netns = true;
-    assert!(
-        err_text(validate(&o)).starts_with("--slirp4netns-sandbox conflicts with --detach-netns")
-    );
-
-    let mut o = test_opts(NetDriver::Vpnkit);
-    o.disable_host_loopback = true;
-    o.ipv6 = true;
-    assert_eq!(
-        validate(&o).unwrap(),
-        vec![
-            "ipv6 is experimental",
-            "--ipv6 is discarded for --net=vpnkit"
-        ]
-    );
-    o.cidr = Some("10.0.3.0/24".into());
-    assert_eq!(
-        err_text(validate(&o)),
-        "custom cidr is not supported for --net=vpnkit"
-    );
-
-    let mut o = test_opts(NetDriver::None);
-    o.port_driver = PortDriverKind::Slirp4netns;
-    assert_eq!(
-        err_text(validate(&o)),
-        "network \"none\" requires either port driver \"none\" or \"builtin\""
-    );
-    let mut o = test_opts(NetDriver::Pasta);
-    o.port_driver = PortDriverKind::Builtin;
-    assert_eq!(
-        err_text(validate(&o)),
-        "network \"pasta\" requires port driver \"none\" or \"implicit\""
-    );
-    let mut o = test_opts(NetDriver::GvisorTapVsock);
-    o.ipv6 = true;
-    assert_eq!(
-        err_text(validate(&o)),
-        "--ipv6 is not supported for gvisor-tap-vsock"
     );
 }
 

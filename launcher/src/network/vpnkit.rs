@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::helper::{Helper, Spawn};
 use super::{
-    info_from_config, look_path, NetError, NetworkConfig, NetworkDriver, NetworkDriverInfo,
-    SetupContext,
+    driver_info, look_path, NetError, NetworkConfig, NetworkDriver, NetworkDriverInfo, SetupContext,
 };
 use crate::cli::Options;
 
@@ -316,13 +315,7 @@ impl NetworkDriver for Vpnkit {
     }
 
     fn info(&self) -> Option<NetworkDriverInfo> {
-        Some(match &self.config {
-            Some(c) => info_from_config(c),
-            None => NetworkDriverInfo {
-                driver: "vpnkit".into(),
-                ..Default::default()
-            },
-        })
+        Some(driver_info(self.config.as_ref(), "vpnkit", false))
     }
 
     fn cleanup(&mut self) -> Result<(), NetError> {

@@ -69,20 +69,32 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Print a skip reason and return false when `rktest` (or a non-root user) is unavailable or
-/// a tool is missing.
+/// Preconditions of a test: the user `rktest` (or a non-root user with subuids) and the tools.
+/// A missing prerequisite fails the test with the command that fixes it (never a silent skip);
+/// returns true so call sites read `if !can_run(..) { return; }`.
 pub fn can_run(tools: &[&str]) -> bool {
-    if target_ids().is_none() {
-        eprintln!("skipped: needs the user {USER} (or run as a non-root user with subuids)");
-        return false;
-    }
+    assert!(
+        target_ids().is_some(),
+        "needs the user {USER} with subuid/subgid ranges, or a non-root user with subuids: run the suite through `sudo bash hack/test.sh`, which creates it"
+    );
     for t in tools {
-        if which(t).is_none() {
-            eprintln!("skipped: {t} not found");
-            return false;
-        }
+        assert!(
+            which(t).is_some(),
+            "{t} not found in PATH: apt-get install {} (hack/test.sh installs it)",
+            debian_package(t)
+        );
     }
     true
+}
+
+/// The Debian package that provides a tool used by these tests.
+fn debian_package(tool: &str) -> &str {
+    match tool {
+        "newuidmap" | "newgidmap" => "uidmap",
+        "pasta" => "passt",
+        "nc" => "netcat-openbsd",
+        other => other,
+    }
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {
