@@ -6,7 +6,8 @@
 //! cargo build --release -p rootlesskit-launcher --bins
 //! RK_BIN_DIR=target/release cargo bench -p rootlesskit-benches --bench api
 //! ```
-//! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000).
+//! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000),
+//! `RK_BENCH_ONLY=rust|go-1.1.0` measures one server only.
 //! Requests go over one keep-alive connection (like Docker's Go client), plus a second pass
 //! with one connection per request (like separate `rootlessctl` runs).
 
@@ -133,6 +134,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 }
 
 struct Pass {
+    info_total: Duration,
     add_total: Duration,
     add_p50: Duration,
     add_p99: Duration,
@@ -142,6 +144,22 @@ struct Pass {
 }
 
 fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String> {
+    // Floor: the same number of `GET /v1/info` (client, HTTP and socket costs only).
+    let mut conn = connect(sock);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        if !keep_alive {
+            conn = connect(sock);
+        }
+        let (st, _) = roundtrip(
+            &mut conn,
+            b"GET /v1/info HTTP/1.1\r\nHost: rootlesskit\r\n\r\n",
+        );
+        if st != 200 {
+            return Err(format!("GET /v1/info -> {st}"));
+        }
+    }
+    let info_total = t0.elapsed();
     let mut conn = connect(sock);
     let mut lat = Vec::with_capacity(n as usize);
     let mut ids = Vec::with_capacity(n as usize);
@@ -166,6 +184,27 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
         ids.push(id);
     }
     let add_total = t0.elapsed();
+    if std::env::var_os("RK_BENCH_DECILES").is_some() {
+        let d: Vec<String> = lat
+            .chunks((n as usize / 10).max(1))
+            .map(|c| {
+                format!(
+                    "{:.0}",
+                    c.iter().map(|d| d.as_secs_f64()).sum::<f64>() / c.len() as f64 * 1e6
+                )
+            })
+            .collect();
+        eprintln!("add mean per decile (us): {}", d.join(" "));
+        let mut top: Vec<(Duration, usize)> = lat.iter().copied().zip(0..).collect();
+        top.sort();
+        let top: Vec<String> = top
+            .iter()
+            .rev()
+            .take(8)
+            .map(|(d, i)| format!("#{i}:{}us", d.as_micros()))
+            .collect();
+        eprintln!("slowest adds: {}", top.join(" "));
+    }
     let t = Instant::now();
     let (st, body) = roundtrip(
         &mut connect(sock),
@@ -190,6 +229,7 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
         }
     }
     Ok(Pass {
+        info_total,
         add_p50: pct(&mut lat, 0.5),
         add_p99: pct(&mut lat, 0.99),
         add_total,
@@ -216,10 +256,23 @@ fn main() {
         ("rust", ours_dir.join("rootlesskit"), 24000u32),
     ];
     println!(
-        "{:<10} {:<11} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10}",
-        "server", "conn", "add total", "add p50", "add p99", "list", "list KiB", "del total"
+        "{:<10} {:<11} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10}",
+        "server",
+        "conn",
+        "info total",
+        "add total",
+        "add p50",
+        "add p99",
+        "list",
+        "list KiB",
+        "del total"
     );
+    // RK_BENCH_ONLY=rust (or go-1.1.0) measures one server, e.g. while profiling it.
+    let only = std::env::var("RK_BENCH_ONLY").ok();
     for (name, bin, base) in &targets {
+        if only.as_deref().is_some_and(|o| o != *name) {
+            continue;
+        }
         let Some(kit) = Kit::start(bin, name) else {
             println!("{name:<10} not available ({})", bin.display());
             continue;
@@ -228,7 +281,8 @@ fn main() {
         for (label, ka, off) in [("keep-alive", true, 0), ("per-request", false, 2000)] {
             match pass(&sock, base + off, n, ka) {
                 Ok(p) => println!(
-                    "{name:<10} {label:<11} {:>8.1}ms {:>7.0}us {:>7.0}us {:>8.2}ms {:>9.1} {:>8.1}ms",
+                    "{name:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>8.2}ms {:>9.1} {:>8.1}ms",
+                    p.info_total.as_secs_f64() * 1e3,
                     p.add_total.as_secs_f64() * 1e3,
                     p.add_p50.as_secs_f64() * 1e6,
                     p.add_p99.as_secs_f64() * 1e6,

@@ -157,12 +157,19 @@ pub(crate) fn bind_listener(
     }
     sys::bind(s.as_fd(), &addr).map_err(|e| op_err("bind", e))?;
     if proto == Proto::Tcp {
-        let backlog = sys::read_proc_int("/proc/sys/net/core/somaxconn")
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(4096);
-        sys::listen(s.as_fd(), backlog).map_err(|e| op_err("listen", e))?;
+        sys::listen(s.as_fd(), listen_backlog()).map_err(|e| op_err("listen", e))?;
     }
     Ok((s, proto))
+}
+
+/// `net.core.somaxconn`, read once like Go's `maxListenerBacklog` (5 syscalls per add saved).
+fn listen_backlog() -> i32 {
+    static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *BACKLOG.get_or_init(|| {
+        sys::read_proc_int("/proc/sys/net/core/somaxconn")
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(4096)
+    })
 }
 
 /// Target inside the namespace (spec §4.1 item 4).

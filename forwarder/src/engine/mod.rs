@@ -17,9 +17,21 @@
 //! Go's text) and hands it to one worker (round robin). That worker accepts TCP connections and
 //! keeps them while it is busy less than half of the time (no hand-off, fuller event batches);
 //! a saturated worker hands new connections round robin to the others. UDP ports keep all their
-//! flows in the worker that owns the port. The per-connection state machine is in [`worker`] (TCP) and the UDP flow
-//! table in [`udp`]. `remove_port` broadcasts to every worker and waits (up to 5 s) until each
-//! has closed the listener and reset every connection/flow of the port.
+//! flows in the worker that owns the port. The per-connection state machine is in [`worker`]
+//! (TCP) and the UDP flow table in [`udp`]. `add_port` does not wait for the worker: the socket
+//! already listens, so connections made before the worker registers it just wait in the
+//! backlog.
+//!
+//! `remove_port` of a TCP port does not wait for the workers either. The listener fd is shared
+//! (`Arc<OwnedFd>`) between the port table and the owning worker; the caller's thread calls
+//! `shutdown(2)` on it, which takes a listening socket out of `LISTEN` at once (the kernel
+//! resets connections still in the accept queue and answers new SYNs with RST) while the fd
+//! stays open, so the worker's epoll/io_uring registration stays valid. Before that, the port's
+//! `removed` flag is set and every worker is told to drop the listener and reset the port's
+//! live connections, which they do on their next wake-up (microseconds); the fd is closed when
+//! the last `Arc` goes. So when `remove_port` returns, no new connection can be accepted. A UDP
+//! socket cannot be taken out of service that way (`shutdown` does not unbind it), so UDP
+//! removal still waits (up to 5 s) until every worker has closed the socket and its flows.
 
 pub(crate) mod listen;
 pub(crate) mod pipes;
@@ -85,6 +97,35 @@ impl Backend {
 
     pub(crate) fn uses_uring(self) -> bool {
         matches!(self, Backend::UringPoll | Backend::UringSplice)
+    }
+}
+
+/// Fd-table slots reserved at start (see [`reserve_fd_table`]).
+const FD_TABLE_RESERVE: i32 = 4096;
+
+/// Make the kernel grow this process's fd table to `n` slots now. The table doubles when an
+/// fd beyond its size is allocated, and in a multi-threaded process each doubling waits for an
+/// RCU grace period (`expand_fdtable` -> `synchronize_rcu`): measured 7-20 ms on the 2-vCPU
+/// test machine, stalling whichever `POST /v1/ports` (bind) or `accept` crossed 256, 512,
+/// 1024, ... fds. Allocating fd `n - 1` once (and closing it) pays that at start-up, in a
+/// thread of its own; the table never shrinks. Costs about `n * 8.25` bytes.
+fn reserve_fd_table(n: i32) {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let top = i32::try_from(limit).unwrap_or(i32::MAX).min(n) - 1;
+    if top < 3 {
+        return;
+    }
+    let Ok(null) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    if let Ok(fd) = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&null),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top),
+    ) {
+        // SAFETY: `fd` was just returned by F_DUPFD_CLOEXEC and is owned by nobody else.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     }
 }
 
@@ -237,7 +278,8 @@ impl Counters {
 pub(crate) enum Cmd {
     AddTcp {
         id: u64,
-        listener: OwnedFd,
+        /// Shared with the port table, which shuts it down on removal.
+        listener: Arc<OwnedFd>,
         target: std::net::SocketAddr,
         stats: Arc<Counters>,
     },
@@ -254,9 +296,11 @@ pub(crate) enum Cmd {
         target: std::net::SocketAddr,
         stats: Arc<Counters>,
     },
+    /// Close the port's listener / UDP socket and reset its connections and flows; `ack`
+    /// (UDP only) is signalled when done.
     Remove {
         id: u64,
-        ack: mpsc::SyncSender<()>,
+        ack: Option<mpsc::SyncSender<()>>,
     },
     Shutdown,
 }
@@ -264,13 +308,29 @@ pub(crate) enum Cmd {
 pub(crate) struct WorkerRemote {
     tx: mpsc::Sender<Cmd>,
     wake: Arc<OwnedFd>,
+    /// A command was queued by `send_quiet` and the worker not signalled yet.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl WorkerRemote {
     pub(crate) fn send(&self, c: Cmd) -> bool {
         let ok = self.tx.send(c).is_ok();
+        self.pending.store(false, Ordering::Release);
         sys::eventfd_signal(self.wake.as_fd());
         ok
+    }
+
+    /// Queue without waking the worker; [`WorkerRemote::wake_if_pending`] signals later.
+    fn send_quiet(&self, c: Cmd) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        self.pending.store(true, Ordering::Release);
+        ok
+    }
+
+    fn wake_if_pending(&self) {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            sys::eventfd_signal(self.wake.as_fd());
+        }
     }
 }
 
@@ -286,6 +346,10 @@ pub(crate) struct Shared {
 
 struct PortEntry {
     stats: Arc<Counters>,
+    /// Index of the worker that owns the listener / UDP socket.
+    worker: usize,
+    /// The TCP listener (shared with its worker); None for UDP.
+    listener: Option<Arc<OwnedFd>>,
 }
 
 /// Parent side of the builtin port driver.
@@ -302,6 +366,11 @@ impl Forwarder {
     pub fn start(channel: OwnedFd, cfg: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
         sys::raise_nofile();
         sys::ignore_sigpipe();
+        // Grow the fd table off the critical path (see `reserve_fd_table`); a failure only
+        // means the growth happens later, in `add_port` or `accept`.
+        let _ = std::thread::Builder::new()
+            .name("fwd-fdtable".into())
+            .spawn(|| reserve_fd_table(FD_TABLE_RESERVE));
         let backend = crate::probe::choose(cfg.backend);
         let pools = SocketPools::new(channel, cfg.require_foreign_netns);
         let reader = {
@@ -338,6 +407,7 @@ impl Forwarder {
             remotes.push(WorkerRemote {
                 tx,
                 wake: wake.clone(),
+                pending: std::sync::atomic::AtomicBool::new(false),
             });
             locals.push((i, rx, wake));
         }
@@ -368,6 +438,25 @@ impl Forwarder {
 
     /// Publish a port (the spec was validated by the caller).
     pub fn add_port(&self, id: u64, spec: &PortSpec) -> Result<(), ForwarderError> {
+        self.add(id, spec, false)
+    }
+
+    /// [`Forwarder::add_port`] without waking the owning worker: the socket listens when this
+    /// returns, but connections wait in the backlog until [`Forwarder::flush`] is called,
+    /// which the caller must do soon (the API server does within about a millisecond, so a
+    /// burst of POSTs costs one worker wake-up instead of one each).
+    pub fn add_port_deferred(&self, id: u64, spec: &PortSpec) -> Result<(), ForwarderError> {
+        self.add(id, spec, true)
+    }
+
+    /// Wake the workers that have commands queued by the `_deferred` calls.
+    pub fn flush(&self) {
+        for w in self.shared.workers.get().into_iter().flatten() {
+            w.wake_if_pending();
+        }
+    }
+
+    fn add(&self, id: u64, spec: &PortSpec, deferred: bool) -> Result<(), ForwarderError> {
         let mut ports = self
             .ports
             .lock()
@@ -384,13 +473,18 @@ impl Forwarder {
             return Err(ForwarderError::Port("forwarder not running".into()));
         };
         let w = self.next_worker.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+        let mut tcp_listener = None;
         let cmd = match proto {
-            listen::Proto::Tcp => Cmd::AddTcp {
-                id,
-                listener: fd,
-                target,
-                stats: stats.clone(),
-            },
+            listen::Proto::Tcp => {
+                let fd = Arc::new(fd);
+                tcp_listener = Some(fd.clone());
+                Cmd::AddTcp {
+                    id,
+                    listener: fd,
+                    target,
+                    stats: stats.clone(),
+                }
+            }
             listen::Proto::Udp => {
                 // Make sure the UDP pool of the target family gets filled.
                 let kind = crate::channel::SockKind::for_target(false, target.is_ipv6(), false);
@@ -405,15 +499,38 @@ impl Forwarder {
                 }
             }
         };
-        if !workers[w].send(cmd) {
+        let sent = if deferred {
+            workers[w].send_quiet(cmd)
+        } else {
+            workers[w].send(cmd)
+        };
+        if !sent {
             return Err(ForwarderError::Port("forwarder not running".into()));
         }
-        ports.insert(id, PortEntry { stats });
+        ports.insert(
+            id,
+            PortEntry {
+                stats,
+                worker: w,
+                listener: tcp_listener,
+            },
+        );
         Ok(())
     }
 
     /// Unpublish a port: close its listener and reset every live connection / flow.
     pub fn remove_port(&self, id: u64) -> Result<(), ForwarderError> {
+        self.remove(id, false)
+    }
+
+    /// [`Forwarder::remove_port`] that wakes only the worker owning the listener; the others
+    /// (which may hold live connections of the port) act on the next [`Forwarder::flush`].
+    /// No new connection is accepted either way once this returns.
+    pub fn remove_port_deferred(&self, id: u64) -> Result<(), ForwarderError> {
+        self.remove(id, true)
+    }
+
+    fn remove(&self, id: u64, deferred: bool) -> Result<(), ForwarderError> {
         let mut ports = self
             .ports
             .lock()
@@ -421,15 +538,31 @@ impl Forwarder {
         let Some(entry) = ports.remove(&id) else {
             return Err(ForwarderError::Port(format!("unknown id: {id}")));
         };
-        entry.stats.removed.store(true, Ordering::SeqCst);
         drop(ports);
-        let Some(workers) = self.shared.workers.get() else {
+        entry.stats.removed.store(true, Ordering::SeqCst);
+        let workers = self.shared.workers.get();
+        if let Some(l) = &entry.listener {
+            // Tell the workers first, then take the socket out of LISTEN: a shut-down
+            // listener polls as HUP for ever (even with no interest), so the owning worker
+            // must already have the Remove queued (and its eventfd signalled) when it sees
+            // that, or it would spin until this thread got the CPU back.
+            for (i, w) in workers.into_iter().flatten().enumerate() {
+                if deferred && i != entry.worker {
+                    w.send_quiet(Cmd::Remove { id, ack: None });
+                } else {
+                    w.send(Cmd::Remove { id, ack: None });
+                }
+            }
+            sys::shutdown_both(l.as_fd());
+            return Ok(());
+        }
+        let Some(workers) = workers else {
             return Ok(());
         };
         let mut acks = Vec::new();
         for w in workers {
             let (tx, rx) = mpsc::sync_channel(1);
-            if w.send(Cmd::Remove { id, ack: tx }) {
+            if w.send(Cmd::Remove { id, ack: Some(tx) }) {
                 acks.push(rx);
             }
         }

@@ -76,6 +76,18 @@ impl<T> Slab<T> {
             }
         }
     }
+    /// Keys of the values matching `pred` (no allocation when none match).
+    pub(crate) fn keys_where(&self, pred: impl Fn(&T) -> bool) -> Vec<Key> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.as_ref().is_some_and(&pred))
+            .map(|(i, (g, _))| Key {
+                idx: i as u32,
+                gen: *g,
+            })
+            .collect()
+    }
     pub(crate) fn keys(&self) -> Vec<Key> {
         self.slots
             .iter()

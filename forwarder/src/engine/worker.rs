@@ -91,7 +91,8 @@ static HOST_CC: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0
 
 pub(crate) struct Listener {
     id: u64,
-    fd: OwnedFd,
+    /// Shared with the port table (`remove_port` shuts it down from the API thread).
+    fd: Arc<OwnedFd>,
     target: SocketAddr,
     stats: Arc<Counters>,
     backoff_until: Option<Instant>,
@@ -415,7 +416,9 @@ impl Worker {
                 Cmd::Remove { id, ack } => {
                     self.remove_port(id);
                     self.poller.flush();
-                    let _ = ack.send(());
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
                 }
                 Cmd::Shutdown => self.stop = true,
             }
@@ -423,27 +426,23 @@ impl Worker {
     }
 
     fn remove_port(&mut self, id: u64) {
-        for k in self.listeners.keys() {
-            if self.listeners.get_mut(k).map(|l| l.id) == Some(id) {
-                if let Some(l) = self.listeners.remove(k) {
-                    if l.backoff_until.is_some() {
-                        self.backoffs = self.backoffs.saturating_sub(1);
-                    }
-                    self.poller.delete(l.fd.as_fd(), token(T_LISTEN, k));
+        for k in self.listeners.keys_where(|l| l.id == id) {
+            if let Some(l) = self.listeners.remove(k) {
+                if l.backoff_until.is_some() {
+                    self.backoffs = self.backoffs.saturating_sub(1);
                 }
+                self.poller.delete(l.fd.as_fd(), token(T_LISTEN, k));
             }
         }
-        for k in self.conns.keys() {
-            if self.conns.get_mut(k).map(|c| c.id) == Some(id) {
-                if let Some(mut c) = self.conns.remove(k) {
-                    // Reset both sides.
-                    for fd in c.fds.iter().flatten() {
-                        sys::set_linger_zero(fd.as_fd());
-                    }
-                    c.dirs[0].pending = 1; // never pool
-                    c.dirs[1].pending = 1;
-                    self.finish(k, c, End::Done);
+        for k in self.conns.keys_where(|c| c.id == id) {
+            if let Some(mut c) = self.conns.remove(k) {
+                // Reset both sides.
+                for fd in c.fds.iter().flatten() {
+                    sys::set_linger_zero(fd.as_fd());
                 }
+                c.dirs[0].pending = 1; // never pool
+                c.dirs[1].pending = 1;
+                self.finish(k, c, End::Done);
             }
         }
         self.udp_remove(id);

@@ -17,6 +17,16 @@
 //! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
 //! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
 //! large`), open connections at [`MAX_CONNECTIONS`] (the rest wait in the listen backlog).
+//!
+//! Slow clients (slowloris): RootlessKit runs `net/http` with no timeouts at all. Here a
+//! request must arrive completely (head and body) within [`REQUEST_READ_TIMEOUT`] of its
+//! first byte, else the connection is closed without a reply (what `net/http` does when a read
+//! deadline hits). The clock starts at the first byte, not when the connection goes idle:
+//! hyper's own `header_read_timeout` (1.12) also runs while a keep-alive connection waits for
+//! its next request (it starts on every head read, hyper PR #3828), which would close the idle
+//! pooled connections of dockerd / rootlesskit-docker-proxy (Go's `http.Transport` keeps them
+//! 90 s) and make a POST racing that close fail. So hyper's timer is off and [`Deadline`]
+//! wraps the socket instead. An idle or silent connection is kept, as by Go.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,6 +58,13 @@ pub const MAX_BODY: usize = 1 << 20;
 const MAX_HEAD: usize = 64 * 1024;
 /// Connections served at once (each may buffer up to [`MAX_BODY`]); Go has no limit.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Quick port writes use the driver's `_deferred` calls (builtin: the worker that gets a new
+/// listener is not woken per request) and one `flush_deferred` this long after the first of a
+/// burst, so 1,000 POSTs cost a few dozen worker wake-ups instead of 1,000. A connection to a
+/// port added meanwhile waits in the listen backlog for at most about this long.
+const FLUSH_DELAY: Duration = Duration::from_millis(1);
+/// From the first byte of a request until all of it is read (see the module doc).
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `run` waits for open connections after the shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,6 +80,8 @@ pub struct ApiState {
     pub port_driver: Option<Arc<dyn PortDriver>>,
     /// Serialises port writes; the drivers serialise too, this keeps blocking threads bounded.
     writes: tokio::sync::Mutex<()>,
+    /// A `flush_deferred` of the port driver is scheduled (see [`FLUSH_DELAY`]).
+    flush_scheduled: std::sync::atomic::AtomicBool,
 }
 
 impl ApiState {
@@ -83,6 +102,7 @@ impl ApiState {
             network_driver,
             port_driver,
             writes: tokio::sync::Mutex::new(()),
+            flush_scheduled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -135,7 +155,9 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
                         // Date is inserted by hand, in Go's position.
                         .auto_date_header(false)
                         .max_buf_size(MAX_HEAD)
-                        .serve_connection(TokioIo::new(stream), svc);
+                        // Off: it would also close idle keep-alive connections (see `Deadline`).
+                        .header_read_timeout(None)
+                        .serve_connection(TokioIo::new(Deadline::new(stream)), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}
@@ -156,6 +178,90 @@ pub async fn run(listener: UnixListener, state: Arc<ApiState>, shutdown: impl Fu
     })
     .await;
     conns.abort_all();
+    // A flush scheduled by the last writes may never run now.
+    if let Some(d) = &state.port_driver {
+        d.flush_deferred();
+    }
+}
+
+/// The socket of one API connection with the request read deadline: armed by the first byte
+/// read after a response was written (or on a new connection), disarmed when the next
+/// response starts; while armed, a read that would block fails with `TimedOut` once
+/// [`REQUEST_READ_TIMEOUT`] has passed (hyper then closes the connection).
+struct Deadline<S> {
+    io: S,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl<S> Deadline<S> {
+    fn new(io: S) -> Self {
+        Deadline {
+            io,
+            timer: Box::pin(tokio::time::sleep(REQUEST_READ_TIMEOUT)),
+            armed: false,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Deadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if !self.armed && buf.filled().len() > before {
+                    self.armed = true;
+                    let at = tokio::time::Instant::now() + REQUEST_READ_TIMEOUT;
+                    self.timer.as_mut().reset(at);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if self.armed && self.timer.as_mut().poll(cx).is_ready() => {
+                crate::debug!("api: request not complete after {REQUEST_READ_TIMEOUT:?}, closing");
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request read timeout",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.armed = false;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.armed = false;
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// A running API server on its own thread (see [`spawn`]).
@@ -372,8 +478,9 @@ fn go_escape_path(p: &str) -> String {
     out
 }
 
-/// Percent-decode a request path like Go's `url.PathUnescape`; None on a bad escape.
-fn unescape_path(p: &str) -> Option<String> {
+/// Percent-decode a request path like Go's `url.PathUnescape`; None on a bad escape. The
+/// result may be invalid UTF-8 (`%ff`), as in Go.
+fn unescape_path_bytes(p: &str) -> Option<Vec<u8>> {
     let b = p.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -388,7 +495,51 @@ fn unescape_path(p: &str) -> Option<String> {
             i += 1;
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    Some(out)
+}
+
+/// [`unescape_path_bytes`] as text (invalid UTF-8 replaced; only ids can contain any).
+#[cfg(test)]
+fn unescape_path(p: &str) -> Option<String> {
+    unescape_path_bytes(p).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The raw bytes of the `{id}` of `/v1/ports/{id}[/stats]` in a decoded path.
+fn raw_port_id(path: &[u8]) -> &[u8] {
+    let rest = path.strip_prefix(b"/v1/ports/").unwrap_or(path);
+    rest.strip_suffix(b"/stats").unwrap_or(rest)
+}
+
+/// Go's `bad id %s: strconv.Atoi: parsing %q: invalid syntax` reply for an id that is not
+/// UTF-8 (`DELETE /v1/ports/%ff`): Go's `%q` writes `\xff`, and its JSON encoder replaces
+/// each invalid byte with `\ufffd`.
+fn bad_raw_id_reply(id: &[u8], http10: bool) -> Reply {
+    let mut quoted = String::from("\"");
+    for chunk in id.utf8_chunks() {
+        let q = forwarder::spec::go_quote(chunk.valid());
+        quoted.push_str(&q[1..q.len() - 1]);
+        for b in chunk.invalid() {
+            quoted.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    quoted.push('"');
+    let mut msg: Vec<u8> = b"bad id ".to_vec();
+    msg.extend_from_slice(id);
+    msg.extend_from_slice(format!(": strconv.Atoi: parsing {quoted}: invalid syntax").as_bytes());
+    let mut body = String::from("{\"message\":\"");
+    for chunk in msg.utf8_chunks() {
+        let enc = gojson::marshal(&chunk.valid());
+        body.push_str(&enc[1..enc.len() - 1]);
+        for _ in chunk.invalid() {
+            body.push_str("\\ufffd");
+        }
+    }
+    body.push_str("\"}\n");
+    Reply::new(StatusCode::BAD_REQUEST).go_tail(
+        Some(Bytes::from(body)),
+        Some("text/plain; charset=utf-8"),
+        http10,
+    )
 }
 
 enum Route {
@@ -417,6 +568,22 @@ fn route(path: &str) -> Option<Route> {
             }
         }
     }
+}
+
+/// Run the driver's `flush_deferred` in [`FLUSH_DELAY`] unless one is already scheduled.
+fn schedule_flush(st: &Arc<ApiState>, d: &Arc<dyn PortDriver>) {
+    use std::sync::atomic::Ordering;
+    if st.flush_scheduled.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let st = st.clone();
+    let d = d.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(FLUSH_DELAY).await;
+        // Cleared first: a write after this point schedules the next flush itself.
+        st.flush_scheduled.store(false, Ordering::Release);
+        d.flush_deferred();
+    });
 }
 
 /// Collect at most [`MAX_BODY`] bytes; None when the body is larger.
@@ -458,7 +625,7 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
         return Ok(r.build(version));
     }
     let raw_path = req.uri().path().to_string();
-    let Some(path) = unescape_path(&raw_path) else {
+    let Some(path_bytes) = unescape_path_bytes(&raw_path) else {
         let mut r = Reply::new(StatusCode::BAD_REQUEST)
             .header("content-type", "text/plain; charset=utf-8")
             .header("connection", "close");
@@ -467,6 +634,7 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
         r.body = Some(Bytes::from_static(body));
         return Ok(r.build(version));
     };
+    let path = String::from_utf8_lossy(&path_bytes).into_owned();
     let cleaned = clean_path(&path);
     if cleaned != path {
         let cleaned = go_escape_path(&cleaned);
@@ -528,9 +696,17 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 Ok(Some(body)) => match gojson::decode_port_spec(&body) {
                     Err(e) => error_reply(StatusCode::BAD_REQUEST, &e, http10),
                     Ok(spec) => {
-                        let _w = st.writes.lock().await;
-                        let d = d.clone();
-                        match tokio::task::spawn_blocking(move || d.add_port(spec)).await {
+                        let res = if d.quick_add() {
+                            // builtin: bind + listen, no thread hop (issue #5).
+                            let r = d.add_port_deferred(spec);
+                            schedule_flush(&st, d);
+                            Ok(r)
+                        } else {
+                            let _w = st.writes.lock().await;
+                            let d = d.clone();
+                            tokio::task::spawn_blocking(move || d.add_port(spec)).await
+                        };
+                        match res {
                             Ok(Ok(status)) => {
                                 json_reply(StatusCode::CREATED, gojson::marshal(&status), http10)
                             }
@@ -553,6 +729,9 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 "no PortDriver is available",
                 http10,
             ),
+            Some(_) if std::str::from_utf8(raw_port_id(&path_bytes)).is_err() => {
+                bad_raw_id_reply(raw_port_id(&path_bytes), http10)
+            }
             Some(d) => match forwarder::spec::go_atoi(&id) {
                 Err(e) => error_reply(
                     StatusCode::BAD_REQUEST,
@@ -560,9 +739,16 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                     http10,
                 ),
                 Ok(id) => {
-                    let _w = st.writes.lock().await;
-                    let d = d.clone();
-                    match tokio::task::spawn_blocking(move || d.remove_port(id)).await {
+                    let res = if d.quick_remove(id) {
+                        let r = d.remove_port_deferred(id);
+                        schedule_flush(&st, d);
+                        Ok(r)
+                    } else {
+                        let _w = st.writes.lock().await;
+                        let d = d.clone();
+                        tokio::task::spawn_blocking(move || d.remove_port(id)).await
+                    };
+                    match res {
                         Ok(Ok(())) => Reply::new(StatusCode::OK).go_tail(None, None, http10),
                         Ok(Err(e)) => error_reply(StatusCode::BAD_REQUEST, &e.to_string(), http10),
                         Err(e) => error_reply(
@@ -580,6 +766,9 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
                 "no PortDriver is available",
                 http10,
             ),
+            Some(_) if std::str::from_utf8(raw_port_id(&path_bytes)).is_err() => {
+                bad_raw_id_reply(raw_port_id(&path_bytes), http10)
+            }
             Some(d) => match forwarder::spec::go_atoi(&id) {
                 Err(e) => error_reply(
                     StatusCode::BAD_REQUEST,

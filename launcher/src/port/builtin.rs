@@ -34,6 +34,31 @@ impl BuiltinBackend {
     }
 }
 
+impl BuiltinBackend {
+    fn publish_with(
+        &self,
+        next_id: i64,
+        spec: &PortSpec,
+        deferred: bool,
+    ) -> Result<Option<i64>, PortError> {
+        // v2.3.2+: sctp passes validation but no driver forwards it (1.1.0 said
+        // "spec was not validated?").
+        if !PROTOS.contains(&spec.proto.as_str()) {
+            return Err(PortError::Msg(format!(
+                "unsupported port protocol {}",
+                spec.proto
+            )));
+        }
+        let id = u64::try_from(next_id).map_err(|_| PortError::Msg("bad id".into()))?;
+        if deferred {
+            self.with_fwd(|f| f.add_port_deferred(id, spec))?;
+        } else {
+            self.with_fwd(|f| f.add_port(id, spec))?;
+        }
+        Ok(None)
+    }
+}
+
 /// The driver the parent builds for `--port-driver=builtin` once the forwarder is started.
 pub fn new_driver(fwd: Forwarder) -> Manager<BuiltinBackend> {
     Manager::new(BuiltinBackend::new(fwd))
@@ -54,22 +79,39 @@ impl PortBackend for BuiltinBackend {
     }
 
     fn publish(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
-        // v2.3.2+: sctp passes validation but no driver forwards it (1.1.0 said
-        // "spec was not validated?").
-        if !PROTOS.contains(&spec.proto.as_str()) {
-            return Err(PortError::Msg(format!(
-                "unsupported port protocol {}",
-                spec.proto
-            )));
-        }
-        let id = u64::try_from(next_id).map_err(|_| PortError::Msg("bad id".into()))?;
-        self.with_fwd(|f| f.add_port(id, spec))?;
-        Ok(None)
+        self.publish_with(next_id, spec, false)
     }
 
     fn unpublish(&self, id: i64) -> Result<(), PortError> {
         let id = u64::try_from(id).map_err(|_| PortError::Msg(format!("unknown id: {id}")))?;
         self.with_fwd(|f| f.remove_port(id))
+    }
+
+    fn publish_deferred(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
+        self.publish_with(next_id, spec, true)
+    }
+
+    fn unpublish_deferred(&self, id: i64) -> Result<(), PortError> {
+        let id = u64::try_from(id).map_err(|_| PortError::Msg(format!("unknown id: {id}")))?;
+        self.with_fwd(|f| f.remove_port_deferred(id))
+    }
+
+    fn flush(&self) {
+        let _ = self.with_fwd(|f| {
+            f.flush();
+            Ok(())
+        });
+    }
+
+    /// bind + listen in this thread; the worker picks the socket up asynchronously.
+    fn quick_publish(&self) -> bool {
+        true
+    }
+
+    /// TCP: `shutdown(2)` of the listener in this thread, the workers clean up asynchronously.
+    /// UDP waits for the workers' acknowledgements.
+    fn quick_unpublish(&self, spec: &PortSpec) -> bool {
+        spec.proto.starts_with("tcp")
     }
 
     fn stats(&self, id: i64) -> Option<super::PortStats> {

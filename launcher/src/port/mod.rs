@@ -61,6 +61,27 @@ pub trait PortDriver: Send + Sync {
     fn list_ports(&self) -> Vec<PortStatus>;
     /// Remove every port and stop the data plane; called once at exit.
     fn shutdown(&self);
+    /// Whether `add_port` returns without waiting for another thread or process (a few
+    /// syscalls at most), so an async caller may run it inline instead of on a blocking thread.
+    fn quick_add(&self) -> bool {
+        false
+    }
+    /// The same for `remove_port(id)`.
+    fn quick_remove(&self, _id: i64) -> bool {
+        false
+    }
+    /// [`PortDriver::add_port`] that may leave part of the work queued until
+    /// [`PortDriver::flush_deferred`]; the caller must call that soon (the API server does
+    /// within about a millisecond). Default: `add_port`.
+    fn add_port_deferred(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        self.add_port(spec)
+    }
+    /// The same for `remove_port`; what is guaranteed on return (nothing new accepted) holds.
+    fn remove_port_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.remove_port(id)
+    }
+    /// Finish what the `_deferred` calls queued.
+    fn flush_deferred(&self) {}
     /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
         Err(PortError::Msg(format!(
@@ -101,6 +122,25 @@ pub trait PortBackend: Send + Sync {
     fn forwards_unknown_removals(&self) -> bool {
         false
     }
+    /// `publish` never waits for another thread or process (see [`PortDriver::quick_add`]).
+    fn quick_publish(&self) -> bool {
+        false
+    }
+    /// `unpublish` of a port with this spec never waits (see [`PortDriver::quick_remove`]).
+    fn quick_unpublish(&self, _spec: &PortSpec) -> bool {
+        false
+    }
+    /// `publish` that may leave work queued until `flush` (see
+    /// [`PortDriver::add_port_deferred`]).
+    fn publish_deferred(&self, next_id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
+        self.publish(next_id, spec)
+    }
+    /// `unpublish` that may leave work queued until `flush`.
+    fn unpublish_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.unpublish(id)
+    }
+    /// Finish what the `_deferred` calls queued.
+    fn flush(&self) {}
     /// Stop the data plane after every port was unpublished.
     fn shutdown(&self) {}
     /// Counters of a published port; None when the backend keeps none.
@@ -143,6 +183,51 @@ impl<B: PortBackend> Manager<B> {
         // removes), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn add(&self, spec: PortSpec, deferred: bool) -> Result<PortStatus, PortError> {
+        let mut st = self.lock();
+        if st.shut_down {
+            return Err(PortError::Msg("port driver is shut down".into()));
+        }
+        spec.validate()?;
+        // Same (proto, parentIP, parentPort) triple; comparing the port first keeps the scan
+        // cheap with thousands of ports (no string compares for the others).
+        forwarder::spec::check_conflicts(
+            &spec,
+            st.ports
+                .iter()
+                .filter(|(_, s)| s.parent_port == spec.parent_port)
+                .map(|(id, s)| (*id, s)),
+        )?;
+        let published = if deferred {
+            self.backend.publish_deferred(st.next_id, &spec)?
+        } else {
+            self.backend.publish(st.next_id, &spec)?
+        };
+        let id = published.unwrap_or(st.next_id);
+        if id >= st.next_id {
+            st.next_id = id + 1;
+        }
+        st.ports.insert(id, spec.clone());
+        Ok(PortStatus { id, spec })
+    }
+
+    fn remove(&self, id: i64, deferred: bool) -> Result<(), PortError> {
+        let mut st = self.lock();
+        if !st.ports.contains_key(&id) {
+            if self.backend.forwards_unknown_removals() {
+                return self.backend.unpublish(id);
+            }
+            return Err(PortError::Msg(format!("unknown id: {id}")));
+        }
+        if deferred {
+            self.backend.unpublish_deferred(id)?;
+        } else {
+            self.backend.unpublish(id)?;
+        }
+        st.ports.remove(&id);
+        Ok(())
+    }
 }
 
 impl<B: PortBackend> PortDriver for Manager<B> {
@@ -151,34 +236,23 @@ impl<B: PortBackend> PortDriver for Manager<B> {
     }
 
     fn add_port(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
-        let mut st = self.lock();
-        if st.shut_down {
-            return Err(PortError::Msg("port driver is shut down".into()));
-        }
-        spec.validate()?;
-        forwarder::spec::check_conflicts(&spec, st.ports.iter().map(|(id, s)| (*id, s)))?;
-        let id = self
-            .backend
-            .publish(st.next_id, &spec)?
-            .unwrap_or(st.next_id);
-        if id >= st.next_id {
-            st.next_id = id + 1;
-        }
-        st.ports.insert(id, spec.clone());
-        Ok(PortStatus { id, spec })
+        self.add(spec, false)
+    }
+
+    fn add_port_deferred(&self, spec: PortSpec) -> Result<PortStatus, PortError> {
+        self.add(spec, true)
     }
 
     fn remove_port(&self, id: i64) -> Result<(), PortError> {
-        let mut st = self.lock();
-        if !st.ports.contains_key(&id) {
-            if self.backend.forwards_unknown_removals() {
-                return self.backend.unpublish(id);
-            }
-            return Err(PortError::Msg(format!("unknown id: {id}")));
-        }
-        self.backend.unpublish(id)?;
-        st.ports.remove(&id);
-        Ok(())
+        self.remove(id, false)
+    }
+
+    fn remove_port_deferred(&self, id: i64) -> Result<(), PortError> {
+        self.remove(id, true)
+    }
+
+    fn flush_deferred(&self) {
+        self.backend.flush();
     }
 
     fn list_ports(&self) -> Vec<PortStatus> {
@@ -190,6 +264,18 @@ impl<B: PortBackend> PortDriver for Manager<B> {
                 spec: spec.clone(),
             })
             .collect()
+    }
+
+    fn quick_add(&self) -> bool {
+        self.backend.quick_publish()
+    }
+
+    fn quick_remove(&self, id: i64) -> bool {
+        match self.lock().ports.get(&id) {
+            Some(spec) => self.backend.quick_unpublish(spec),
+            // Answered from the map, unless the backend is asked.
+            None => !self.backend.forwards_unknown_removals(),
+        }
     }
 
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
