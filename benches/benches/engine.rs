@@ -6,63 +6,15 @@
 //! `cargo bench -p rootlesskit-benches -- --warm-up-time 1 --measurement-time 3`
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use forwarder::{Backend, Forwarder, ForwarderConfig, PortSpec};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use rootlesskit_benches::{free_port, targets, Targets};
 
 const BULK: usize = 64 << 20;
-
-struct Target {
-    sink: u16,
-    echo: u16,
-}
-
-/// Sink: reads to EOF then writes one byte. Echo: echoes forever.
-fn targets() -> Target {
-    let sink = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let echo = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let t = Target {
-        sink: sink.local_addr().expect("a").port(),
-        echo: echo.local_addr().expect("a").port(),
-    };
-    std::thread::spawn(move || {
-        for s in sink.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                let _ = s.write_all(b"k");
-            });
-        }
-    });
-    std::thread::spawn(move || {
-        for s in echo.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; 65536];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    t
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("a").port()
-}
 
 struct Fwd {
     fwd: Option<Forwarder>,
@@ -78,7 +30,7 @@ impl Drop for Fwd {
     }
 }
 
-fn start(backend: Backend, adaptive: bool, t: &Target) -> Fwd {
+fn start(backend: Backend, adaptive: bool, t: &Targets) -> Fwd {
     let (parent, child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

@@ -17,69 +17,18 @@
 //! (`-- table` skips criterion and prints only the interleaved table).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use rootlesskit_benches::{free_port, targets, Targets};
 
 const BULK: usize = 64 << 20;
 
 // The two builds really differ.
 const _: () = assert!(forwarder::engine::STATS_ENABLED);
 const _: () = assert!(!forwarder_nostats::engine::STATS_ENABLED);
-
-/// Sink (reads to EOF, then writes one byte) and echo servers on the loopback.
-struct Targets {
-    sink: u16,
-    echo: u16,
-}
-
-fn targets() -> Targets {
-    let sink = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let echo = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let t = Targets {
-        sink: sink.local_addr().expect("addr").port(),
-        echo: echo.local_addr().expect("addr").port(),
-    };
-    std::thread::spawn(move || {
-        for s in sink.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                let _ = s.write_all(b"k");
-            });
-        }
-    });
-    std::thread::spawn(move || {
-        for s in echo.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; 65536];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    t
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A running engine of either crate: its two host ports and how to stop it.
 struct Engine {
