@@ -275,14 +275,23 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (and its UDP twin too).
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    // Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+    // bound with port 0 comes from that range and goes back to it when released, where any
+    // outgoing connection on the machine may take it before the test binds it again (seen as
+    // a rare EADDRINUSE). Ports below it are only ever taken by an explicit bind, and a random
+    // pick keeps concurrent tests apart.
+    let (lo, hi) = (20000u16, 32767u16);
+    for _ in 0..1000 {
+        let port = lo + (rand::random::<u16>() % (hi - lo + 1));
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let free = tcp.is_ok() && udp.is_ok();
+        drop((tcp, udp));
+        if free {
             return port;
         }
     }
-    panic!("no free port found on 127.0.0.1");
+    panic!("no free port found on 127.0.0.1 in {lo}..={hi}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -442,10 +442,10 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// One free TCP port on 127.0.0.1 (best effort; the caller retries on EADDRINUSE).
+/// One free TCP port on 127.0.0.1 (the harness's pick below the ephemeral range; callers still
+/// retry on EADDRINUSE).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    rootlesskit_tests::free_port()
 }
 
 /// Send `data`, half-close, read everything back (with a read timeout on every read).
