@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
-use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -274,24 +273,45 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (and its UDP twin too).
+///
+/// The port is picked at random below the kernel's ephemeral range (`ip_local_port_range`,
+/// 32768-60999 by default), which only explicit binds use, so no outgoing connection on the
+/// machine takes it before the caller binds it, and it is checked against the local ports of
+/// every TCP and UDP socket in `/proc/net/{tcp,tcp6,udp,udp6}`. It is not probed by binding
+/// it: a probe socket would be copied into any child that another test thread forks at that
+/// moment and keep the port bound until that child execs (seen as a rare EADDRINUSE).
 pub fn free_port() -> u16 {
-    // Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
-    // bound with port 0 comes from that range and goes back to it when released, where any
-    // outgoing connection on the machine may take it before the test binds it again (seen as
-    // a rare EADDRINUSE). Ports below it are only ever taken by an explicit bind, and a random
-    // pick keeps concurrent tests apart.
     let (lo, hi) = (20000u16, 32767u16);
     for _ in 0..1000 {
+        let used = ports_in_use();
         let port = lo + (rand::random::<u16>() % (hi - lo + 1));
-        let tcp = TcpListener::bind(("127.0.0.1", port));
-        let udp = UdpSocket::bind(("127.0.0.1", port));
-        let free = tcp.is_ok() && udp.is_ok();
-        drop((tcp, udp));
-        if free {
+        if !used.contains(&port) {
             return port;
         }
     }
     panic!("no free port found on 127.0.0.1 in {lo}..={hi}");
+}
+
+/// Local ports of all TCP and UDP sockets (IPv4 and IPv6) of this network namespace.
+fn ports_in_use() -> std::collections::BTreeSet<u16> {
+    let mut used = std::collections::BTreeSet::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = fs::read_to_string(format!("/proc/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // "  sl  local_address rem_address ...": local_address is ADDR:PORT in hex.
+            let port = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if let Some(p) = port {
+                used.insert(p);
+            }
+        }
+    }
+    used
 }
 
 // ---------------------------------------------------------------------------------------
@@ -866,7 +886,7 @@ mod tests {
     fn free_port_is_bindable() {
         let p = free_port();
         assert!(p > 0);
-        TcpListener::bind(("127.0.0.1", p)).expect("port reported free is bindable");
+        std::net::TcpListener::bind(("127.0.0.1", p)).expect("port reported free is bindable");
     }
 
     #[test]
@@ -898,9 +918,12 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = c.id() as i32;
+        // Until the forked child has exec'd `sleep`, it still carries the shell's command line
+        // (and so the marker): wait for both conditions.
         assert!(wait_until(Duration::from_secs(5), || descendants(pid)
             .len()
-            == 1));
+            == 1
+            && processes_with_marker(&marker).len() == 1));
         let found = processes_with_marker(&marker);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, pid);
