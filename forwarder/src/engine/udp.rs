@@ -152,28 +152,61 @@ fn send_batch(
         hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
         hdrs[i].msg_hdr.msg_iovlen = 1;
     }
-    let mut sent = 0usize;
-    let mut off = 0usize;
+    // SAFETY: headers 0..n point at live iovecs (in-bounds slices of `bufs`) and at `addr` (a
+    // valid sockaddr of `alen` bytes); all outlive the call.
+    let (sent, taken, err) = unsafe {
+        sendmmsg_all(fd, &mut hdrs[..n], |errno| match errno {
+            libc::EINTR => OnError::Retry,
+            _ => OnError::Stop,
+        })
+    };
+    match err {
+        Some(e) if taken == 0 => Err(e),
+        _ => Ok(sent),
+    }
+}
+
+/// What [`sendmmsg_all`] does with the datagram that failed.
+enum OnError {
+    Retry,
+    Skip,
+    Stop,
+}
+
+/// `sendmmsg(2)` of every header in `hdrs` (non-blocking), resuming after partial sends. On an
+/// error `on_error(errno)` decides: retry the same datagram, skip it, or stop. Returns the bytes
+/// sent, how many datagrams the kernel took, and the error that stopped it.
+///
+/// # Safety
+/// Every header must point at live iovecs (and, if set, a valid address) that outlive the call.
+unsafe fn sendmmsg_all(
+    fd: BorrowedFd<'_>,
+    hdrs: &mut [libc::mmsghdr],
+    mut on_error: impl FnMut(i32) -> OnError,
+) -> (usize, usize, Option<io::Error>) {
+    let n = hdrs.len();
+    let (mut sent, mut off) = (0usize, 0usize);
     while off < n {
-        // SAFETY: headers off..n point at live iovecs (in-bounds slices of `bufs`) and at `addr`
-        // (a valid sockaddr of `alen` bytes); all outlive the call.
+        // SAFETY: headers off..n are valid by this function's contract.
         let r = unsafe {
             libc::sendmmsg(
                 fd.as_raw_fd(),
                 hdrs[off..].as_mut_ptr(),
                 (n - off) as libc::c_uint,
+                // glibc takes c_int flags, musl c_uint.
                 (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
             )
         };
         if r < 0 {
             let e = io::Error::last_os_error();
-            if sys::errno(&e) == libc::EINTR {
-                continue;
+            match on_error(sys::errno(&e)) {
+                OnError::Retry => continue,
+                OnError::Skip => {
+                    off += 1;
+                    continue;
+                }
+                OnError::Stop => return (sent, off, Some(e)),
             }
-            if sent == 0 && off == 0 {
-                return Err(e);
-            }
-            break;
         }
         if r == 0 {
             break;
@@ -183,7 +216,7 @@ fn send_batch(
         }
         off += r as usize;
     }
-    Ok(sent)
+    (sent, off, None)
 }
 
 /// Socket buffers of the port socket and of flow sockets: a blasting client must not overflow
@@ -332,36 +365,20 @@ fn send_mmsg(fd: BorrowedFd<'_>, bufs: &mut [u8], slots: &[(usize, usize)]) -> (
         hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
         hdrs[i].msg_hdr.msg_iovlen = 1;
     }
-    let mut sent = 0usize;
     let mut dropped = 0u64;
-    let mut off = 0usize;
-    while off < n {
-        // SAFETY: headers off..n point at live iovecs (in-bounds slices of `bufs`) that outlive
-        // the call; no address (connected socket).
-        let r = unsafe {
-            libc::sendmmsg(
-                fd.as_raw_fd(),
-                hdrs[off..].as_mut_ptr(),
-                (n - off) as libc::c_uint,
-                // glibc takes c_int flags, musl c_uint.
-                (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
-            )
-        };
-        if r < 0 {
-            match sys::errno(&io::Error::last_os_error()) {
-                libc::EINTR => continue,
-                // Nobody listens yet; RootlessKit ignores this until the timeout.
-                libc::ECONNREFUSED => {}
-                _ => dropped += 1,
+    // SAFETY: headers 0..n point at live iovecs (in-bounds slices of `bufs`) that outlive the
+    // call; no address (connected socket).
+    let (sent, _, _) = unsafe {
+        sendmmsg_all(fd, &mut hdrs[..n], |errno| match errno {
+            libc::EINTR => OnError::Retry,
+            // Nobody listens yet; RootlessKit ignores this until the timeout.
+            libc::ECONNREFUSED => OnError::Skip,
+            _ => {
+                dropped += 1;
+                OnError::Skip
             }
-            off += 1;
-            continue;
-        }
-        for h in &hdrs[off..off + r as usize] {
-            sent += h.msg_len as usize;
-        }
-        off += r as usize;
-    }
+        })
+    };
     (sent, dropped)
 }
 
