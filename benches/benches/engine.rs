@@ -6,13 +6,13 @@
 //! `cargo bench -p rootlesskit-benches -- --warm-up-time 1 --measurement-time 3`
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use forwarder::{Backend, Forwarder, ForwarderConfig, PortSpec};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use rootlesskit_benches::{free_port, targets, Targets};
+use rootlesskit_benches::{bulk_once, free_port, targets, Targets};
 
 const BULK: usize = 64 << 20;
 
@@ -72,16 +72,6 @@ fn start(backend: Backend, adaptive: bool, t: &Targets) -> Fwd {
         sink,
         echo,
     }
-}
-
-fn bulk_once(port: u16, data: &[u8]) -> Duration {
-    let t0 = Instant::now();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(data).expect("write");
-    s.shutdown(Shutdown::Write).expect("shutdown");
-    let mut k = [0u8; 1];
-    s.read_exact(&mut k).expect("ack");
-    t0.elapsed()
 }
 
 fn bench(c: &mut Criterion) {

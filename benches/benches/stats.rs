@@ -17,12 +17,12 @@
 //! (`-- table` skips criterion and prints only the interleaved table).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use rootlesskit_benches::{free_port, targets, Targets};
+use rootlesskit_benches::{bulk_once, free_port, targets, Targets};
 
 const BULK: usize = 64 << 20;
 
@@ -109,16 +109,6 @@ fn start(stats_on: bool, t: &Targets) -> Engine {
     }
     std::thread::sleep(Duration::from_millis(50));
     e
-}
-
-fn bulk_once(port: u16, data: &[u8]) -> Duration {
-    let t0 = Instant::now();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(data).expect("write");
-    s.shutdown(Shutdown::Write).expect("shutdown");
-    let mut k = [0u8; 1];
-    s.read_exact(&mut k).expect("ack");
-    t0.elapsed()
 }
 
 fn rr_conn(port: u16) -> TcpStream {

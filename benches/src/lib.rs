@@ -1,7 +1,8 @@
 //! Shared pieces of the criterion benches in `benches/benches/`.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 /// Loopback servers the benches forward to.
 pub struct Targets {
@@ -57,4 +58,15 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// One bulk transfer through `port` to the sink: write `data`, half-close, wait for the ack.
+pub fn bulk_once(port: u16, data: &[u8]) -> Duration {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(data).expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut k = [0u8; 1];
+    s.read_exact(&mut k).expect("ack");
+    t0.elapsed()
 }
