@@ -49,59 +49,8 @@ trap cleanup EXIT
 
 # Echo server run inside the namespace: one thread, selectors (epoll), one fd per connection.
 # Writes the number of open connections to STATUS (atomically) whenever it changed.
-cat >"$work/server.py" <<'EOF'
-import os, resource, selectors, socket, sys, time
-port, status = int(sys.argv[1]), sys.argv[2]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", port))
-ls.listen(4096)
-ls.setblocking(False)
-sel = selectors.DefaultSelector()
-sel.register(ls, selectors.EVENT_READ, None)
-count, written, last = 0, -1, 0.0
-def publish():
-    global written, last
-    with open(status + ".tmp", "w") as f:
-        f.write(str(count))
-    os.rename(status + ".tmp", status)
-    written, last = count, time.monotonic()
-publish()
-while True:
-    for key, _ in sel.select(0.1):
-        if key.data is None:
-            while True:
-                try:
-                    c, _ = ls.accept()
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as e:
-                    print("server: accept:", e, file=sys.stderr)
-                    break
-                c.setblocking(False)
-                sel.register(c, selectors.EVENT_READ, True)
-                count += 1
-        else:
-            c = key.fileobj
-            try:
-                data = c.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                sel.unregister(c)
-                c.close()
-                count -= 1
-                continue
-            c.setblocking(True)
-            c.sendall(data)
-            c.setblocking(False)
-    if count != written and time.monotonic() - last >= 0.1:
-        publish()
-EOF
+cp "$(dirname "$0")/../tests/idle-echo-server.py" "$work/server.py"
+chmod 0644 "$work/server.py"
 
 # Client and sampler (root).
 cat >"$work/client.py" <<'EOF'

@@ -38,73 +38,8 @@ const POOLED_PIPE_FDS: usize = 32 * 2 * 4;
 /// Namespace sockets the parent may keep pooled (forwarder::channel: 64 per socket kind, 6 kinds).
 const POOLED_SOCKETS: usize = 64 * 6;
 
-/// Echo server inside the namespace: one thread, selectors; writes the number of open
-/// connections to argv[1] (atomically, when it changed).
-const SERVER: &str = r#"
-import os, resource, selectors, socket, sys, time
-status = sys.argv[1]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 8080))
-ls.listen(4096)
-ls.setblocking(False)
-sel = selectors.DefaultSelector()
-sel.register(ls, selectors.EVENT_READ, None)
-pending = {}
-count, written = 0, -1
-def publish():
-    global written
-    with open(status + ".tmp", "w") as f:
-        f.write(str(count))
-    os.rename(status + ".tmp", status)
-    written = count
-publish()
-while True:
-    for key, ev in sel.select(0.1):
-        if key.data is None:
-            while True:
-                try:
-                    c, _ = ls.accept()
-                except (BlockingIOError, InterruptedError):
-                    break
-                c.setblocking(False)
-                sel.register(c, selectors.EVENT_READ, True)
-                count += 1
-            continue
-        c = key.fileobj
-        if ev & selectors.EVENT_READ:
-            try:
-                data = c.recv(262144)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":
-                sel.unregister(c)
-                pending.pop(c, None)
-                c.close()
-                count -= 1
-                continue
-            if data:
-                pending[c] = pending.get(c, b"") + data
-        buf = pending.get(c, b"")
-        if buf:
-            try:
-                n = c.send(buf)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            buf = buf[n:]
-        if buf:
-            pending[c] = buf
-            sel.modify(c, selectors.EVENT_READ | selectors.EVENT_WRITE, True)
-        else:
-            pending.pop(c, None)
-            sel.modify(c, selectors.EVENT_READ, True)
-    if count != written:
-        publish()
-"#;
+/// The echo server run inside the namespace (shared with hack/bench-idle.sh).
+const SERVER: &str = include_str!("../idle-echo-server.py");
 
 fn raise_own_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -214,7 +149,7 @@ fn idle_case(backend: &str) {
             "-p",
             &format!("127.0.0.1:{port}:8080/tcp"),
         ])
-        .cmd(["python3", "-c", SERVER, status.to_str().unwrap()])
+        .cmd(["python3", "-c", SERVER, "8080", status.to_str().unwrap()])
         .spawn_in(tmp);
     kit.wait_ready().wait_for_file("status");
     let pid = kit.pid();
