@@ -117,6 +117,76 @@ fn half_close(b: Backend) {
     assert!(got == reply);
 }
 
+/// Segments the socket has received (`tcpi_segs_in` of `TCP_INFO`).
+fn segs_in(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable tcp_info of `len` bytes; the fd is open for the call.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "getsockopt(TCP_INFO)");
+    info.tcpi_segs_in
+}
+
+/// The target answers and closes at once (reply and FIN in one segment, as a server that
+/// corks its last write does): the client gets the reply byte-exact, then EOF, and the
+/// forwarder passes the pair on as one segment too (reply sent `MSG_MORE`, then the FIN), so
+/// the client's socket receives SYN-ACK, the ACK of its request and reply+FIN: 3 segments.
+fn reply_and_fin_in_one_segment(b: Backend) {
+    let env = start(b);
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let sport = server.local_addr().expect("addr").port();
+    let reply = random_bytes(700, 11);
+    let reply2 = reply.clone();
+    let srv = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let (mut s, _) = server.accept().expect("accept");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("t");
+        let mut req = [0u8; 5];
+        s.read_exact(&mut req).expect("read request");
+        // SAFETY: `reply2` is valid for reads of its length; the fd is open for the call.
+        let n = unsafe {
+            libc::send(
+                s.as_raw_fd(),
+                reply2.as_ptr().cast(),
+                reply2.len(),
+                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+            )
+        };
+        assert_eq!(n, reply2.len() as isize, "server send");
+        s.shutdown(Shutdown::Write).expect("server shutdown");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)
+            .expect("server waits for the client's FIN");
+        rest
+    });
+    let port = free_port();
+    env.fwd()
+        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
+        .expect("add_port");
+    let mut c = connect_retry(&format!("127.0.0.1:{port}"));
+    c.write_all(b"hello").expect("write");
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).expect("read reply to EOF");
+    assert!(got == reply, "reply differs ({} bytes)", got.len());
+    let segs = segs_in(&c);
+    drop(c);
+    assert!(srv.join().expect("server").is_empty());
+    assert!(
+        segs <= 3,
+        "client socket received {segs} segments, want <= 3 (SYN-ACK, ACK, reply+FIN)"
+    );
+}
+
 fn is_reset(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
 }
@@ -435,6 +505,7 @@ macro_rules! suite {
             #[test] fn bulk_64mib_each_way() { bulk_each_way(B) }
             #[test] fn concurrent_200_connections() { concurrent_200(B) }
             #[test] fn half_close_reply_after_fin() { half_close(B) }
+            #[test] fn reply_and_fin_share_one_segment() { reply_and_fin_in_one_segment(B) }
             #[test] fn reset_propagates_both_ways() { rst_propagation(B) }
             #[test] fn no_listener_resets_client_promptly() { refused_target_resets(B) }
             #[test] fn remove_port_ends_live_connections() { remove_port_ends_connections(B) }

@@ -134,6 +134,8 @@ pub(crate) struct Ready {
     pub write: bool,
     pub error: bool,
     pub hup: bool,
+    /// The peer shut down its sending side (`POLLRDHUP`): a read drains to EOF.
+    pub rdhup: bool,
 }
 
 impl Ready {
@@ -143,6 +145,7 @@ impl Ready {
             write: m & libc::POLLOUT as u32 != 0,
             error: m & libc::POLLERR as u32 != 0,
             hup: m & libc::POLLHUP as u32 != 0,
+            rdhup: m & libc::POLLRDHUP as u32 != 0,
         }
     }
 }
@@ -349,6 +352,7 @@ impl Poller {
                             write: f.contains(EpollFlags::EPOLLOUT),
                             error: f.contains(EpollFlags::EPOLLERR),
                             hup: f.contains(EpollFlags::EPOLLHUP),
+                            rdhup: f.contains(EpollFlags::EPOLLRDHUP),
                         },
                     ));
                 }

@@ -257,15 +257,26 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `send(MSG_NOSIGNAL)`: a closed peer gives EPIPE instead of SIGPIPE.
 pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    send_flags(fd, buf, 0)
+}
+
+/// `send` with extra flags (`MSG_MORE`: the caller sends a FIN right after, which the kernel
+/// then carries in the same segment as these bytes).
+pub(crate) fn send_flags(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes; fd is borrowed (open).
     cvt_size(unsafe {
         libc::send(
             fd.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | flags,
         )
     })
+}
+
+/// Transmit bytes held back by `MSG_MORE` now (setting `TCP_NODELAY` pushes pending frames).
+pub(crate) fn push(fd: BorrowedFd<'_>) {
+    let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
 }
 
 /// splice(2) with no offsets (both ends are sockets or pipes).

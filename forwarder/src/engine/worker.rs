@@ -20,7 +20,11 @@
 //!   - `OUT_WAIT_d`: bytes of direction `d` are pending and side `1-d` returned EAGAIN: stop
 //!     reading side `d`, watch POLLOUT on side `1-d` (backpressure; at most one pipe or buffer of
 //!     data per direction).
-//!   - `FIN_RCVD_d`: side `d` returned EOF; its read interest is dropped.
+//!   - `FIN_RCVD_d`: side `d` returned EOF; its read interest is dropped. When the poller
+//!     already reports the FIN (`RDHUP`) the short read that drains the data is followed by the
+//!     EOF read in the same wake-up, and those last bytes are sent `MSG_MORE`, so the kernel
+//!     puts our FIN into the same segment (a request/response-and-close costs the client one
+//!     segment and one wake-up less).
 //!   - `FIN_SENT_d`: the pending bytes of `d` are written and `shutdown(side 1-d, SHUT_WR)` was
 //!     called. When both `FIN_SENT` are set the connection is closed.
 //! - Errors: ECONNRESET/EPIPE/ETIMEDOUT or POLLERR on a side reset the *other* side
@@ -125,6 +129,10 @@ struct Dir {
     buf_off: usize,
     fills: u8,
     fin_rcvd: bool,
+    /// The poller reported the source's FIN (`RDHUP`) while data may still be queued before it:
+    /// a short read is followed by the read that returns EOF in the same wake-up, and the last
+    /// bytes go out with `MSG_MORE` so the kernel puts our FIN into the same segment.
+    peer_fin: bool,
     fin_sent: bool,
     out_wait: bool,
 }
@@ -145,6 +153,7 @@ impl Dir {
             buf_off: 0,
             fills: 0,
             fin_rcvd: false,
+            peer_fin: false,
             fin_sent: false,
             out_wait: false,
         }
@@ -753,6 +762,9 @@ impl Worker {
                     return;
                 }
                 // Readable side `side` drives direction `side`; writable drives `1 - side`.
+                if r.rdhup || r.hup {
+                    c.dirs[side].peer_fin = true;
+                }
                 let mut run = [false, false];
                 if r.read || r.hup {
                     run[side] = true;
@@ -1108,7 +1120,12 @@ fn copy_dir(
         match sys::read(src, scratch) {
             Ok(0) => dir.fin_rcvd = true,
             Ok(n) => {
-                match sys::send(dst, &scratch[..n]) {
+                // A short read after the peer's FIN drained the data: EOF is next, and our FIN
+                // (shutdown, or close for the last direction) follows at once; MSG_MORE holds
+                // these bytes for it, so the pair is one segment and one wake-up of the peer.
+                let fin_next = dir.peer_fin && n < scratch.len();
+                let flags = if fin_next { libc::MSG_MORE } else { 0 };
+                match sys::send_flags(dst, &scratch[..n], flags) {
                     Ok(m) => {
                         *moved += m;
                         if m < n {
@@ -1126,14 +1143,20 @@ fn copy_dir(
                     dir.mode = Mode::Splice;
                     dir.adaptive = false;
                 }
-                if n < scratch.len() && dir.buf_off >= dir.buf.len() {
+                if n < scratch.len() && dir.buf_off >= dir.buf.len() && !fin_next {
                     // A short read drained the socket: skip the read that would only return
                     // EAGAIN; level-triggered readiness reports new data or EOF.
                     return Ok(());
                 }
             }
             Err(e) if sys::errno(&e) == libc::EINTR => {}
-            Err(e) if sys::errno(&e) == libc::EAGAIN => return Ok(()),
+            Err(e) if sys::errno(&e) == libc::EAGAIN => {
+                if dir.peer_fin {
+                    // Not expected after RDHUP; never leave MSG_MORE bytes held back.
+                    sys::push(dst);
+                }
+                return Ok(());
+            }
             Err(_) => return Err(End::Reset(d)),
         }
     }
