@@ -35,10 +35,7 @@ fn bulk_each_way(b: Backend) {
         wt.join().expect("server writer");
         got
     });
-    let port = free_port();
-    env.fwd()
-        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
-        .expect("add_port");
+    let port = publish_tcp(&env, sport);
     let c = connect_retry(&format!("127.0.0.1:{port}"));
     let mut w = c.try_clone().expect("clone");
     let wt = std::thread::spawn(move || {
@@ -103,10 +100,7 @@ fn half_close(b: Backend) {
         s.write_all(&reply2).expect("write reply");
         req
     });
-    let port = free_port();
-    env.fwd()
-        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
-        .expect("add_port");
+    let port = publish_tcp(&env, sport);
     let mut c = connect_retry(&format!("127.0.0.1:{port}"));
     c.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
     c.shutdown(Shutdown::Write).expect("shutdown");
@@ -169,10 +163,7 @@ fn reply_and_fin_in_one_segment(b: Backend) {
             .expect("server waits for the client's FIN");
         rest
     });
-    let port = free_port();
-    env.fwd()
-        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
-        .expect("add_port");
+    let port = publish_tcp(&env, sport);
     let mut c = connect_retry(&format!("127.0.0.1:{port}"));
     c.write_all(b"hello").expect("write");
     let mut got = Vec::new();
@@ -215,10 +206,7 @@ fn rst_propagation(b: Backend) {
     let env = start(b);
     let server = TcpListener::bind("127.0.0.1:0").expect("bind");
     let sport = server.local_addr().expect("addr").port();
-    let port = free_port();
-    env.fwd()
-        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
-        .expect("add_port");
+    let port = publish_tcp(&env, sport);
     // Server resets -> client sees ECONNRESET.
     let mut c = connect_retry(&format!("127.0.0.1:{port}"));
     c.write_all(b"hello").expect("write");

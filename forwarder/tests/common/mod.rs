@@ -110,6 +110,15 @@ pub fn spec(
     }
 }
 
+/// Port 1: a free host port on 127.0.0.1 forwarded to `127.0.0.1:sport`; returns the host port.
+pub fn publish_tcp(env: &Env, sport: u16) -> u16 {
+    let port = free_port();
+    env.fwd()
+        .add_port(1, &spec("tcp", "127.0.0.1", port, "", sport))
+        .expect("add_port");
+    port
+}
+
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
