@@ -7,9 +7,13 @@
 //! RK_BIN_DIR=target/release cargo bench -p rootlesskit-benches --bench api
 //! ```
 //! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000),
-//! `RK_BENCH_ONLY=rust|go-1.1.0` measures one server only.
+//! `RK_BENCH_ONLY=rust|go-1.1.0|floor` (or a comma-separated list) measures only those.
 //! Requests go over one keep-alive connection (like Docker's Go client), plus a second pass
 //! with one connection per request (like separate `rootlessctl` runs).
+//!
+//! The `floor` rows are a minimal blocking unix-socket server on a thread of this process
+//! (read the request head and body, write a fixed small response; no HTTP library, no port
+//! work) measured by the same client loops: what any server can reach on this machine.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -133,6 +137,108 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p) as usize]
 }
 
+/// `n` requests `req(i)` one at a time, on one connection or one connection each; checks the
+/// status and hands each body to `seen`. Returns the total and each request's latency.
+fn requests(
+    sock: &Path,
+    n: u32,
+    keep_alive: bool,
+    want: u16,
+    req: impl Fn(u32) -> Vec<u8>,
+    mut seen: impl FnMut(u32, &[u8]) -> Result<(), String>,
+) -> Result<(Duration, Vec<Duration>), String> {
+    let mut conn = keep_alive.then(|| connect(sock));
+    let mut lat = Vec::with_capacity(n as usize);
+    let t0 = Instant::now();
+    for i in 0..n {
+        // Per-request: the connect is in the total, not in the latency.
+        let conn = match &mut conn {
+            Some(c) => c,
+            None => &mut connect(sock),
+        };
+        let r = req(i);
+        let t = Instant::now();
+        let (st, body) = roundtrip(conn, &r);
+        lat.push(t.elapsed());
+        if st != want {
+            return Err(format!(
+                "request #{i} -> {st} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        seen(i, &body)?;
+    }
+    Ok((t0.elapsed(), lat))
+}
+
+/// The `floor` server: blocking, one connection at a time (the client is sequential), on its
+/// own thread. Reads a request head (and a `Content-Length` body), writes one fixed response
+/// with a single `write`, until the client closes.
+fn floor_server(dir: &Path) -> PathBuf {
+    use std::os::unix::net::UnixListener;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("floor dir");
+    let path = dir.join("floor.sock");
+    let listener = UnixListener::bind(&path).expect("floor bind");
+    std::thread::Builder::new()
+        .name("floor".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut have = 0;
+                'conn: loop {
+                    // One request: head, then the body its Content-Length announces.
+                    let (head_end, body_len) = loop {
+                        if let Some(e) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..e]).to_ascii_lowercase();
+                            let len = head
+                                .split("\r\n")
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (e + 4, len);
+                        }
+                        match conn.read(&mut buf[have..]) {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(k) => have += k,
+                        }
+                    };
+                    while have < head_end + body_len {
+                        match conn.read(&mut buf[have..]) {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(k) => have += k,
+                        }
+                    }
+                    let reply: &[u8] = if buf.starts_with(b"POST") {
+                        b"HTTP/1.1 201 Created\r\nContent-Length: 9\r\n\r\n{\"id\":1,}"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+                    };
+                    if conn.write_all(reply).is_err() {
+                        break;
+                    }
+                    buf.copy_within(head_end + body_len..have, 0);
+                    have -= head_end + body_len;
+                }
+            }
+        })
+        .expect("floor thread");
+    path
+}
+
+/// The floor: the `GET /v1/info` and `POST /v1/ports` loops against [`floor_server`].
+fn floor_pass(
+    sock: &Path,
+    n: u32,
+    keep_alive: bool,
+) -> Result<(Duration, Duration, Vec<Duration>), String> {
+    let info = |_| b"GET /v1/info HTTP/1.1\r\nHost: rootlesskit\r\n\r\n".to_vec();
+    let (info_total, _) = requests(sock, n, keep_alive, 200, info, |_, _| Ok(()))?;
+    let (add_total, lat) = requests(sock, n, keep_alive, 201, |i| post(20000 + i), |_, _| Ok(()))?;
+    Ok((info_total, add_total, lat))
+}
+
 struct Pass {
     info_total: Duration,
     add_total: Duration,
@@ -143,67 +249,50 @@ struct Pass {
     del_total: Duration,
 }
 
+fn print_deciles(lat: &[Duration], n: u32) {
+    let d: Vec<String> = lat
+        .chunks((n as usize / 10).max(1))
+        .map(|c| {
+            format!(
+                "{:.0}",
+                c.iter().map(|d| d.as_secs_f64()).sum::<f64>() / c.len() as f64 * 1e6
+            )
+        })
+        .collect();
+    eprintln!("add mean per decile (us): {}", d.join(" "));
+    let mut top: Vec<(Duration, usize)> = lat.iter().copied().zip(0..).collect();
+    top.sort();
+    let top: Vec<String> = top
+        .iter()
+        .rev()
+        .take(8)
+        .map(|(d, i)| format!("#{i}:{}us", d.as_micros()))
+        .collect();
+    eprintln!("slowest adds: {}", top.join(" "));
+}
+
 fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String> {
-    // Floor: the same number of `GET /v1/info` (client, HTTP and socket costs only).
-    let mut conn = connect(sock);
-    let t0 = Instant::now();
-    for _ in 0..n {
-        if !keep_alive {
-            conn = connect(sock);
-        }
-        let (st, _) = roundtrip(
-            &mut conn,
-            b"GET /v1/info HTTP/1.1\r\nHost: rootlesskit\r\n\r\n",
-        );
-        if st != 200 {
-            return Err(format!("GET /v1/info -> {st}"));
-        }
-    }
-    let info_total = t0.elapsed();
-    let mut conn = connect(sock);
-    let mut lat = Vec::with_capacity(n as usize);
+    // The same number of `GET /v1/info` (client, HTTP and socket costs only).
+    let info = |_| b"GET /v1/info HTTP/1.1\r\nHost: rootlesskit\r\n\r\n".to_vec();
+    let (info_total, _) = requests(sock, n, keep_alive, 200, info, |_, _| Ok(()))?;
     let mut ids = Vec::with_capacity(n as usize);
-    let t0 = Instant::now();
-    for i in 0..n {
-        if !keep_alive {
-            conn = connect(sock);
-        }
-        let t = Instant::now();
-        let (st, body) = roundtrip(&mut conn, &post(base + i));
-        lat.push(t.elapsed());
-        if st != 201 {
-            return Err(format!(
-                "POST #{i} -> {st} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let s = String::from_utf8_lossy(&body);
-        let id: i64 = s["{\"id\":".len()..s.find(',').unwrap_or(0)]
-            .parse()
-            .map_err(|_| format!("bad reply {s}"))?;
-        ids.push(id);
-    }
-    let add_total = t0.elapsed();
+    let (add_total, mut lat) = requests(
+        sock,
+        n,
+        keep_alive,
+        201,
+        |i| post(base + i),
+        |_, body| {
+            let s = String::from_utf8_lossy(body);
+            let id: i64 = s["{\"id\":".len()..s.find(',').unwrap_or(0)]
+                .parse()
+                .map_err(|_| format!("bad reply {s}"))?;
+            ids.push(id);
+            Ok(())
+        },
+    )?;
     if std::env::var_os("RK_BENCH_DECILES").is_some() {
-        let d: Vec<String> = lat
-            .chunks((n as usize / 10).max(1))
-            .map(|c| {
-                format!(
-                    "{:.0}",
-                    c.iter().map(|d| d.as_secs_f64()).sum::<f64>() / c.len() as f64 * 1e6
-                )
-            })
-            .collect();
-        eprintln!("add mean per decile (us): {}", d.join(" "));
-        let mut top: Vec<(Duration, usize)> = lat.iter().copied().zip(0..).collect();
-        top.sort();
-        let top: Vec<String> = top
-            .iter()
-            .rev()
-            .take(8)
-            .map(|(d, i)| format!("#{i}:{}us", d.as_micros()))
-            .collect();
-        eprintln!("slowest adds: {}", top.join(" "));
+        print_deciles(&lat, n);
     }
     let t = Instant::now();
     let (st, body) = roundtrip(
@@ -214,20 +303,14 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
     if st != 200 || body.iter().filter(|&&b| b == b'{').count() != 2 * n as usize {
         return Err(format!("GET -> {st}, {} bytes", body.len()));
     }
-    let t = Instant::now();
-    let mut conn = connect(sock);
-    for id in ids {
-        if !keep_alive {
-            conn = connect(sock);
-        }
-        let (st, _) = roundtrip(
-            &mut conn,
-            format!("DELETE /v1/ports/{id} HTTP/1.1\r\nHost: rootlesskit\r\n\r\n").as_bytes(),
-        );
-        if st != 200 {
-            return Err(format!("DELETE {id} -> {st}"));
-        }
-    }
+    let del = |i: u32| {
+        format!(
+            "DELETE /v1/ports/{} HTTP/1.1\r\nHost: rootlesskit\r\n\r\n",
+            ids[i as usize]
+        )
+        .into_bytes()
+    };
+    let (del_total, _) = requests(sock, n, keep_alive, 200, del, |_, _| Ok(()))?;
     Ok(Pass {
         info_total,
         add_p50: pct(&mut lat, 0.5),
@@ -235,7 +318,7 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
         add_total,
         list,
         list_bytes: body.len(),
-        del_total: t.elapsed(),
+        del_total,
     })
 }
 
@@ -267,10 +350,38 @@ fn main() {
         "list KiB",
         "del total"
     );
-    // RK_BENCH_ONLY=rust (or go-1.1.0) measures one server, e.g. while profiling it.
+    // RK_BENCH_ONLY=rust (or go-1.1.0, floor, or a comma-separated list) measures only those,
+    // e.g. while profiling one.
     let only = std::env::var("RK_BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|o| o == name))
+    };
+    if wanted("floor") {
+        let sock = floor_server(&PathBuf::from(format!(
+            "/tmp/rkrs-bench-floor-{}",
+            std::process::id()
+        )));
+        for (label, ka) in [("keep-alive", true), ("per-request", false)] {
+            match floor_pass(&sock, n, ka) {
+                Ok((info, add, mut lat)) => println!(
+                    "{:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>10} {:>9} {:>10}",
+                    "floor",
+                    info.as_secs_f64() * 1e3,
+                    add.as_secs_f64() * 1e3,
+                    pct(&mut lat, 0.5).as_secs_f64() * 1e6,
+                    pct(&mut lat, 0.99).as_secs_f64() * 1e6,
+                    "-",
+                    "-",
+                    "-",
+                ),
+                Err(e) => println!("floor      {label:<11} failed: {e}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(sock.parent().unwrap_or(&sock));
+    }
     for (name, bin, base) in &targets {
-        if only.as_deref().is_some_and(|o| o != *name) {
+        if !wanted(name) {
             continue;
         }
         let Some(kit) = Kit::start(bin, name) else {

@@ -110,9 +110,9 @@ pub(crate) fn bind_listener(
             ),
         },
     };
-    // Go's OpError address: the resolved address, empty host for an empty parentIP.
-    let shown = join_host_port(&ip.map(|i| i.to_string()).unwrap_or_default(), port);
     let op_err = |call: &str, e: std::io::Error| -> String {
+        // Go's OpError address: the resolved address, empty host for an empty parentIP.
+        let shown = join_host_port(&ip.map(|i| i.to_string()).unwrap_or_default(), port);
         let errno = sys::errno(&e);
         let base = format!(
             "listen {net} {shown}: {call}: {}",
