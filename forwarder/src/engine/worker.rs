@@ -275,6 +275,11 @@ impl Worker {
                 last_tick = now;
                 self.tick(now);
             }
+            // A UDP port under sustained load asked for a pause so that its next read finds a
+            // full batch (see `udp::coalesce_nap`); it is idle time, not counted as busy.
+            if let Some(nap) = self.udp.take_nap() {
+                std::thread::sleep(nap);
+            }
         }
         self.close_all();
         self.poller.flush();
