@@ -46,6 +46,7 @@ stop() {
 trap 'stop; rm -rf "$W"' EXIT
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+as() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups "$@"; }
 segs() { awk '/^Tcp:/{getline; print $12}' /proc/net/snmp; nsenter -t "$1" -n awk '/^Tcp:/{getline; print $12}' /proc/net/snmp; }
 for r in $(seq "$R"); do
   for b in "$@"; do
@@ -58,7 +59,6 @@ for r in $(seq "$R"); do
     KIT=$!
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$HP/" && break; sleep 0.1; done
     C=$(cat "$W/state/child_pid")
-    as() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups "$@"; }
     s0=($(segs "$C")); c0=$(cpu $KIT)
     crr=$(as wrk -t 2 -c 32 -d "${S}s" -H 'Connection: close' "http://127.0.0.1:$HP/" | awk '/requests in/{print $1}')
     c1=$(cpu $KIT); s1=($(segs "$C"))

@@ -769,8 +769,13 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
         return Ok(r.build(version));
     };
     let path = String::from_utf8_lossy(&path_bytes);
-    if !is_clean_path(&path) && clean_path(&path) != path {
-        let cleaned = go_escape_path(&clean_path(&path));
+    let unclean = if is_clean_path(&path) {
+        None
+    } else {
+        Some(clean_path(&path)).filter(|c| *c != path)
+    };
+    if let Some(cleaned) = unclean {
+        let cleaned = go_escape_path(&cleaned);
         let location = match parts.uri.query() {
             Some(q) => format!("{cleaned}?{q}"),
             None => cleaned,
