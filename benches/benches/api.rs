@@ -7,7 +7,9 @@
 //! RK_BIN_DIR=target/release cargo bench -p rootlesskit-benches --bench api
 //! ```
 //! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000),
-//! `RK_BENCH_ONLY=rust|go-1.1.0|floor` (or a comma-separated list) measures only those.
+//! `RK_BENCH_ONLY=rust|go-1.1.0|floor` (or a comma-separated list) measures only those,
+//! `RK_BENCH_CONN=keep-alive|per-request` only that pass of the servers; `RK_BENCH_THREADS=1`
+//! prints the server's CPU per add by thread name.
 //! Requests go over one keep-alive connection (like Docker's Go client), plus a second pass
 //! with one connection per request (like separate `rootlessctl` runs).
 //!
@@ -241,12 +243,22 @@ fn floor_pass(
 
 struct Pass {
     info_total: Duration,
+    /// CPU time of the server process (every thread) over the info loop, per request.
+    info_cpu: Option<Duration>,
+    /// The same over the add loop, per add.
+    add_cpu: Option<Duration>,
     add_total: Duration,
     add_p50: Duration,
     add_p99: Duration,
     list: Duration,
     list_bytes: usize,
     del_total: Duration,
+}
+
+/// `12.3us`, or `-`.
+fn us(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1}us", d.as_secs_f64() * 1e6))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_deciles(lat: &[Duration], n: u32) {
@@ -271,11 +283,38 @@ fn print_deciles(lat: &[Duration], n: u32) {
     eprintln!("slowest adds: {}", top.join(" "));
 }
 
-fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String> {
+/// CPU time so far of every live thread of `pid` (`/proc/PID/task/*/schedstat`, ns).
+fn server_cpu(pid: u32) -> Option<Duration> {
+    Some(Duration::from_nanos(server_threads(pid)?.values().sum()))
+}
+
+/// CPU ns so far per thread name of `pid` (threads of one name summed).
+fn server_threads(pid: u32) -> Option<std::collections::BTreeMap<String, u64>> {
+    let mut m = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        *m.entry(comm.trim().to_string()).or_insert(0) +=
+            s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(m)
+}
+
+fn pass(sock: &Path, server: u32, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String> {
     // The same number of `GET /v1/info` (client, HTTP and socket costs only).
     let info = |_| b"GET /v1/info HTTP/1.1\r\nHost: rootlesskit\r\n\r\n".to_vec();
+    let info0 = server_cpu(server);
     let (info_total, _) = requests(sock, n, keep_alive, 200, info, |_, _| Ok(()))?;
+    let info_cpu = match (info0, server_cpu(server)) {
+        (Some(a), Some(b)) if b >= a => Some((b - a) / n.max(1)),
+        _ => None,
+    };
     let mut ids = Vec::with_capacity(n as usize);
+    let cpu0 = server_cpu(server);
+    let threads0 = server_threads(server);
     let (add_total, mut lat) = requests(
         sock,
         n,
@@ -291,6 +330,22 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
             Ok(())
         },
     )?;
+    let add_cpu = match (cpu0, server_cpu(server)) {
+        (Some(a), Some(b)) if b >= a => Some((b - a) / n.max(1)),
+        _ => None,
+    };
+    if std::env::var_os("RK_BENCH_THREADS").is_some() {
+        if let (Some(a), Some(b)) = (threads0, server_threads(server)) {
+            let per: Vec<String> = b
+                .iter()
+                .map(|(k, v)| {
+                    let d = v.saturating_sub(a.get(k).copied().unwrap_or(0));
+                    format!("{k} {:.2}us", d as f64 / 1e3 / f64::from(n.max(1)))
+                })
+                .collect();
+            eprintln!("server cpu per add by thread: {}", per.join(", "));
+        }
+    }
     if std::env::var_os("RK_BENCH_DECILES").is_some() {
         print_deciles(&lat, n);
     }
@@ -313,6 +368,8 @@ fn pass(sock: &Path, base: u32, n: u32, keep_alive: bool) -> Result<Pass, String
     let (del_total, _) = requests(sock, n, keep_alive, 200, del, |_, _| Ok(()))?;
     Ok(Pass {
         info_total,
+        info_cpu,
+        add_cpu,
         add_p50: pct(&mut lat, 0.5),
         add_p99: pct(&mut lat, 0.99),
         add_total,
@@ -339,7 +396,7 @@ fn main() {
         ("rust", ours_dir.join("rootlesskit"), 24000u32),
     ];
     println!(
-        "{:<10} {:<11} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10}",
+        "{:<10} {:<11} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10} {:>11} {:>11}",
         "server",
         "conn",
         "info total",
@@ -348,7 +405,9 @@ fn main() {
         "add p99",
         "list",
         "list KiB",
-        "del total"
+        "del total",
+        "info cpu/rq",
+        "add cpu/req"
     );
     // RK_BENCH_ONLY=rust (or go-1.1.0, floor, or a comma-separated list) measures only those,
     // e.g. while profiling one.
@@ -357,6 +416,9 @@ fn main() {
         only.as_deref()
             .is_none_or(|o| o.split(',').any(|o| o == name))
     };
+    // RK_BENCH_CONN=keep-alive or per-request: only that pass.
+    let conn_only = std::env::var("RK_BENCH_CONN").ok();
+    let conn_wanted = |label: &str| conn_only.as_deref().is_none_or(|c| c == label);
     if wanted("floor") {
         let sock = floor_server(&PathBuf::from(format!(
             "/tmp/rkrs-bench-floor-{}",
@@ -365,12 +427,14 @@ fn main() {
         for (label, ka) in [("keep-alive", true), ("per-request", false)] {
             match floor_pass(&sock, n, ka) {
                 Ok((info, add, mut lat)) => println!(
-                    "{:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>10} {:>9} {:>10}",
+                    "{:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>10} {:>9} {:>10} {:>11} {:>11}",
                     "floor",
                     info.as_secs_f64() * 1e3,
                     add.as_secs_f64() * 1e3,
                     pct(&mut lat, 0.5).as_secs_f64() * 1e6,
                     pct(&mut lat, 0.99).as_secs_f64() * 1e6,
+                    "-",
+                    "-",
                     "-",
                     "-",
                     "-",
@@ -380,6 +444,7 @@ fn main() {
         }
         let _ = std::fs::remove_dir_all(sock.parent().unwrap_or(&sock));
     }
+    let mut add_list: Vec<(&str, &str, Duration)> = Vec::new();
     for (name, bin, base) in &targets {
         if !wanted(name) {
             continue;
@@ -390,19 +455,45 @@ fn main() {
         };
         let sock = kit.dir.join("api.sock");
         for (label, ka, off) in [("keep-alive", true, 0), ("per-request", false, 2000)] {
-            match pass(&sock, base + off, n, ka) {
-                Ok(p) => println!(
-                    "{name:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>8.2}ms {:>9.1} {:>8.1}ms",
-                    p.info_total.as_secs_f64() * 1e3,
-                    p.add_total.as_secs_f64() * 1e3,
-                    p.add_p50.as_secs_f64() * 1e6,
-                    p.add_p99.as_secs_f64() * 1e6,
-                    p.list.as_secs_f64() * 1e3,
-                    p.list_bytes as f64 / 1024.0,
-                    p.del_total.as_secs_f64() * 1e3,
-                ),
+            if !conn_wanted(label) {
+                continue;
+            }
+            match pass(&sock, kit.child.id(), base + off, n, ka) {
+                Ok(p) => {
+                    println!(
+                        "{name:<10} {label:<11} {:>8.1}ms {:>8.1}ms {:>7.0}us {:>7.0}us {:>8.2}ms {:>9.1} {:>8.1}ms {:>11} {:>11}",
+                        p.info_total.as_secs_f64() * 1e3,
+                        p.add_total.as_secs_f64() * 1e3,
+                        p.add_p50.as_secs_f64() * 1e6,
+                        p.add_p99.as_secs_f64() * 1e6,
+                        p.list.as_secs_f64() * 1e3,
+                        p.list_bytes as f64 / 1024.0,
+                        p.del_total.as_secs_f64() * 1e3,
+                        us(p.info_cpu),
+                        us(p.add_cpu),
+                    );
+                    add_list.push((*name, label, p.add_total + p.list));
+                }
                 Err(e) => println!("{name:<10} {label:<11} failed: {e}"),
             }
+        }
+    }
+    // The issue's figure: adding the ports one POST at a time and listing them, Go's time over
+    // ours, per connection mode.
+    for label in ["keep-alive", "per-request"] {
+        let t = |who: &str| {
+            add_list
+                .iter()
+                .find(|(n, l, _)| *n == who && *l == label)
+                .map(|x| x.2.as_secs_f64())
+        };
+        if let (Some(go), Some(rs)) = (t("go-1.1.0"), t("rust")) {
+            println!(
+                "add {n} + list, {label}: go-1.1.0 {:.1} ms, rust {:.1} ms: {:.2}x faster",
+                go * 1e3,
+                rs * 1e3,
+                go / rs
+            );
         }
     }
 }

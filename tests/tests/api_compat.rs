@@ -647,9 +647,18 @@ impl Raw {
 }
 
 fn exchange(sock: &Path, req: &[u8]) -> Raw {
+    exchange_with(sock, req, false)
+}
+
+/// [`exchange`]; with `half_close` the client shuts down its write side once the request is
+/// sent (`curl`/`nc -N` style) and still expects the answer.
+fn exchange_with(sock: &Path, req: &[u8], half_close: bool) -> Raw {
     let mut s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     s.write_all(req).unwrap();
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     let mut r = BufReader::new(s);
     let mut head = Vec::new();
     loop {
@@ -878,6 +887,46 @@ fn our_rootlesskit_api_matches_go_as_root() {
     assert!(info.1.ends_with(
         "- Network Driver: slirp4netns\n  - DNS: [10.0.2.3]\n  - IP: 10.0.2.100\n- Port Driver: builtin\n  - Supported protocols: [tcp tcp4 tcp6 udp udp4 udp6]\n"
     ));
+
+    // A client that shuts down its write side right after the request still gets the answer
+    // from Go (net/http only cancels the request context); ours answers the same bytes.
+    let (g, r) = (
+        exchange_with(&go.sock(), &req("GET", "/v1/info"), true),
+        exchange_with(&rs.sock(), &req("GET", "/v1/info"), true),
+    );
+    assert_eq!(r.head[0], "HTTP/1.1 200 OK");
+    assert_eq!(names(&r), names(&g), "half-closed info: header names");
+    let truncated = post(r#"{"proto":"#);
+    let (g, r) = (
+        exchange_with(&go.sock(), &truncated, true),
+        exchange_with(&rs.sock(), &truncated, true),
+    );
+    assert_eq!(r.masked(), g.masked(), "half-closed bad add: head");
+    assert_eq!(r.body, g.body, "half-closed bad add: body");
+    let add = |port: u16| {
+        post(&format!(
+            r#"{{"proto":"tcp","parentIP":"127.0.0.1","parentPort":{port},"childPort":80}}"#
+        ))
+    };
+    let (g, r) = (
+        exchange_with(&go.sock(), &add(GO + 70), true),
+        exchange_with(&rs.sock(), &add(RS + 70), true),
+    );
+    assert_eq!(r.head[0], "HTTP/1.1 201 Created", "half-closed add");
+    assert_eq!(r.masked(), g.masked(), "half-closed add: head");
+    // Same spec back (ids differ: rootlessctl used one more on ours above).
+    let spec = |b: &[u8], port: u16| {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        assert_eq!(v["spec"]["parentPort"], port, "half-closed add: {v}");
+        let mut spec = v["spec"].clone();
+        spec["parentPort"] = 0.into();
+        spec
+    };
+    assert_eq!(
+        spec(&r.body, RS + 70),
+        spec(&g.body, GO + 70),
+        "half-closed add: body"
+    );
 }
 
 /// rootlesskit-rs extension: `GET /v1/ports/{id}/stats` counts real forwarded traffic.

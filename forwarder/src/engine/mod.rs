@@ -280,6 +280,8 @@ pub(crate) enum Cmd {
         id: u64,
         /// Shared with the port table, which shuts it down on removal.
         listener: Arc<OwnedFd>,
+        /// Bound to a loopback address.
+        loopback: bool,
         target: std::net::SocketAddr,
         stats: Arc<Counters>,
     },
@@ -359,6 +361,8 @@ pub struct Forwarder {
     next_worker: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
+    /// Listener sockets made ahead of the next `add_port` ([`listen`] module docs).
+    spares: listen::Spares,
 }
 
 impl Forwarder {
@@ -428,6 +432,7 @@ impl Forwarder {
             next_worker: AtomicUsize::new(0),
             threads: Mutex::new(threads),
             reader: Mutex::new(Some(reader)),
+            spares: listen::Spares::default(),
         })
     }
 
@@ -449,6 +454,15 @@ impl Forwarder {
         self.add(id, spec, true)
     }
 
+    /// Make the sockets the next `add_port` of each kind used so far will bind, so it only
+    /// pays `bind` + `listen` (call it when idle, e.g. after answering an add). Cheap when they
+    /// are all there.
+    pub fn prepare_listeners(&self) {
+        if !self.spares.full() {
+            self.spares.refill();
+        }
+    }
+
     /// Wake the workers that have commands queued by the `_deferred` calls.
     pub fn flush(&self) {
         for w in self.shared.workers.get().into_iter().flatten() {
@@ -464,8 +478,16 @@ impl Forwarder {
         if ports.contains_key(&id) {
             return Err(ForwarderError::Port(format!("conflict with ID {id}")));
         }
-        let (fd, proto) = listen::bind_listener(spec, self.shared.cfg.argv0_is_rootlesskit)
-            .map_err(ForwarderError::Port)?;
+        let listen::Listening {
+            fd,
+            proto,
+            loopback,
+        } = listen::bind_listener(
+            spec,
+            self.shared.cfg.argv0_is_rootlesskit,
+            Some(&self.spares),
+        )
+        .map_err(ForwarderError::Port)?;
         let target = listen::child_target(spec, self.shared.cfg.host_gateway_ip)
             .map_err(ForwarderError::Port)?;
         let stats = Arc::new(Counters::default());
@@ -481,6 +503,7 @@ impl Forwarder {
                 Cmd::AddTcp {
                     id,
                     listener: fd,
+                    loopback,
                     target,
                     stats: stats.clone(),
                 }

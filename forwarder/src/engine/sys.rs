@@ -433,22 +433,3 @@ pub(crate) fn unpace_local(fd: BorrowedFd<'_>, cache: &std::sync::atomic::Atomic
     cache.store(verdict, Ordering::Relaxed);
     verdict != 3
 }
-
-/// Local address of a socket (`getsockname`).
-pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `ss`/`len` are valid for writes of the advertised size; fd is borrowed (open).
-    let r = unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut ss as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    from_sockaddr(&ss)
-}

@@ -387,15 +387,14 @@ impl Worker {
                 Cmd::AddTcp {
                     id,
                     listener,
+                    loopback,
                     target,
                     stats,
                 } => {
                     // A loopback-only listener: accepted sockets inherit the congestion control
                     // set here, so they are never paced (BBR initialised at the handshake keeps
                     // pacing on even after a later switch).
-                    let unpaced = sys::local_addr(listener.as_fd())
-                        .is_some_and(|a| sys::unmap(a).ip().is_loopback())
-                        && sys::unpace_local(listener.as_fd(), &HOST_CC);
+                    let unpaced = loopback && sys::unpace_local(listener.as_fd(), &HOST_CC);
                     let k = self.listeners.insert(Listener {
                         id,
                         fd: listener,

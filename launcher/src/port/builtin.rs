@@ -103,6 +103,13 @@ impl PortBackend for BuiltinBackend {
         });
     }
 
+    fn prepare_next_publish(&self) {
+        let _ = self.with_fwd(|f| {
+            f.prepare_listeners();
+            Ok(())
+        });
+    }
+
     /// bind + listen in this thread; the worker picks the socket up asynchronously.
     fn quick_publish(&self) -> bool {
         true

@@ -82,6 +82,9 @@ pub trait PortDriver: Send + Sync {
     }
     /// Finish what the `_deferred` calls queued.
     fn flush_deferred(&self) {}
+    /// Do ahead of time what the next `add_port` would do first (builtin: make its socket);
+    /// the API server calls this after answering an add, off the client's critical path.
+    fn prepare_next_add(&self) {}
     /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
         Err(PortError::Msg(format!(
@@ -141,6 +144,8 @@ pub trait PortBackend: Send + Sync {
     }
     /// Finish what the `_deferred` calls queued.
     fn flush(&self) {}
+    /// See [`PortDriver::prepare_next_add`].
+    fn prepare_next_publish(&self) {}
     /// Stop the data plane after every port was unpublished.
     fn shutdown(&self) {}
     /// Counters of a published port; None when the backend keeps none.
@@ -286,6 +291,10 @@ impl<B: PortBackend> PortDriver for Manager<B> {
 
     fn flush_deferred(&self) {
         self.backend.flush();
+    }
+
+    fn prepare_next_add(&self) {
+        self.backend.prepare_next_publish();
     }
 
     fn list_ports(&self) -> Vec<PortStatus> {
