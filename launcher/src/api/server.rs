@@ -12,7 +12,9 @@
 //!   method -> 405 with an empty body (`HEAD` without `Content-Length`), query strings ignored,
 //!   paths matched percent-decoded;
 //! - HTTP/1.1 without `Host` -> `400 Bad Request: missing required Host header` (Go sends
-//!   the body close-delimited; hyper adds `Content-Length`, the only header difference).
+//!   the body close-delimited; hyper adds `Content-Length`, the only header difference);
+//! - requests hyper cannot parse: hyper's bare `400`/`431` replies are swapped for Go's bytes on
+//!   their way to the socket ([`GO_PARSE_ERRORS`]), as hyper has no hook for them.
 //!
 //! Limits that Go does not have (clear 4xx instead of unbounded memory): request heads are
 //! capped by hyper's buffer (64 KiB -> 431), bodies at 1 MiB (400 `http: request body too
@@ -226,6 +228,8 @@ struct Deadline<S> {
     /// When the request being read must be complete; None while disarmed.
     due: Option<tokio::time::Instant>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The unwritten rest of a reply put in place of one of hyper's ([`GO_PARSE_ERRORS`]).
+    substitute: &'static [u8],
 }
 
 impl<S> Deadline<S> {
@@ -234,6 +238,7 @@ impl<S> Deadline<S> {
             io,
             due: None,
             timer: None,
+            substitute: &[],
         }
     }
 
@@ -289,14 +294,86 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Deadline<S> {
     }
 }
 
+/// hyper's own replies to requests it cannot parse (it has no hook for them), each with Go's
+/// `net/http` reply to the same requests (`server.go`: the status line, `Content-Type:
+/// text/plain; charset=utf-8`, `Connection: close`, and the status text again as the body).
+/// Checked against 1.1.0 by `unparseable_requests_match_go` (tests/tests/api_hostile.rs).
+const GO_PARSE_ERRORS: [(&[u8], &[u8]); 2] = [
+    (
+        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+          Connection: close\r\n\r\n400 Bad Request",
+    ),
+    (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\
+          Content-Length: 0\r\n\r\n",
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; \
+          charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large",
+    ),
+];
+
+/// Go's bytes for `data` when `data` (all of one write) is one of hyper's parse-error replies.
+fn go_parse_error(bufs: &[std::io::IoSlice<'_>]) -> Option<&'static [u8]> {
+    let len: usize = bufs.iter().map(|b| b.len()).sum();
+    GO_PARSE_ERRORS.iter().find_map(|(hyper, go)| {
+        if hyper.len() != len {
+            return None;
+        }
+        let mut rest: &[u8] = hyper;
+        for b in bufs {
+            let (head, tail) = rest.split_at(b.len());
+            if head != &b[..] {
+                return None;
+            }
+            rest = tail;
+        }
+        Some(*go)
+    })
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> Deadline<S> {
+    /// Write what is left of a substituted reply ([`GO_PARSE_ERRORS`]).
+    fn poll_substitute(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.substitute.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, self.substitute) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.substitute = &self.substitute[n..],
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One write of hyper's: replaced by Go's bytes when it is a parse-error reply (reported as
+    /// written whole; the rest goes out before anything else, at the latest on flush).
+    fn poll_write_bufs(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.disarm();
+        std::task::ready!(self.poll_substitute(cx))?;
+        if let Some(go) = go_parse_error(bufs) {
+            self.substitute = go;
+            if let Poll::Ready(Err(e)) = self.poll_substitute(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
 impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.disarm();
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        self.poll_write_bufs(cx, &[std::io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -304,8 +381,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadline<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.disarm();
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        self.poll_write_bufs(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -313,10 +389,12 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadline<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_substitute(cx))?;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_substitute(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
