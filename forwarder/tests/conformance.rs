@@ -593,6 +593,86 @@ fn udp_blast_and_ping(b: Backend) {
     env.fwd().remove_port(1).expect("remove");
 }
 
+/// `remove_port_deferred` of a TCP port: no new connection once it returns, the port can be
+/// bound again at once, and the workers neither spin on the shut-down listener (it polls as
+/// HUP for ever) nor, on epoll backends where this thread takes the listener out of the
+/// owner's epoll, wake up at all until the flush. Both when the owner has registered the
+/// listener and when it has not read its `AddTcp` yet.
+fn deferred_remove(b: Backend) {
+    let env = start(b);
+    let (ea, _h) = echo_server("127.0.0.1:0");
+    let f = env.fwd();
+    let epoll = matches!(b, Backend::Epoll | Backend::Copy);
+    // 1: registered (a connection went through).
+    let port = free_port();
+    f.add_port_deferred(1, &spec("tcp", "127.0.0.1", port, "", ea.port()))
+        .expect("add");
+    f.flush();
+    echo_once(port);
+    let before = settled_wakeups(f);
+    f.remove_port_deferred(1).expect("remove");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "{b:?}: connection accepted after remove_port_deferred"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let woke = f.wakeups() - before;
+    assert!(
+        woke < 20,
+        "{b:?}: {woke} worker wake-ups in 200 ms after the remove (spin?)"
+    );
+    if epoll {
+        assert_eq!(woke, 0, "{b:?}: a worker woke for a deferred remove");
+    }
+    f.flush();
+    // The port is free again at once (the old socket may still be open until the flush).
+    f.add_port(2, &spec("tcp", "127.0.0.1", port, "", ea.port()))
+        .expect("add the same port again");
+    echo_once(port);
+    f.remove_port(2).expect("remove");
+    // 2: removed before the owner read its AddTcp (no flush in between).
+    let port = free_port();
+    f.add_port_deferred(3, &spec("tcp", "127.0.0.1", port, "", ea.port()))
+        .expect("add");
+    f.remove_port_deferred(3).expect("remove");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "{b:?}: connection accepted after remove_port_deferred"
+    );
+    let before = f.wakeups();
+    std::thread::sleep(Duration::from_millis(200));
+    let woke = f.wakeups() - before;
+    assert!(
+        woke < 20,
+        "{b:?}: {woke} worker wake-ups in 200 ms after the remove (spin?)"
+    );
+    f.flush();
+}
+
+/// The workers' wake-up count once it has not moved for 100 ms (the last connection's close,
+/// pool refills), within 5 s.
+fn settled_wakeups(f: &forwarder::Forwarder) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = f.wakeups();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = f.wakeups();
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// One 4-byte echo through 127.0.0.1:`port`.
+fn echo_once(port: u16) {
+    let mut c = connect_retry(&format!("127.0.0.1:{port}"));
+    c.write_all(b"ping").expect("write");
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).expect("echo");
+    assert_eq!(&buf, b"ping");
+}
+
 macro_rules! suite {
     ($($m:ident => $b:expr),* $(,)?) => {$(
         mod $m {
@@ -605,6 +685,7 @@ macro_rules! suite {
             #[test] fn reset_propagates_both_ways() { rst_propagation(B) }
             #[test] fn no_listener_resets_client_promptly() { refused_target_resets(B) }
             #[test] fn remove_port_ends_live_connections() { remove_port_ends_connections(B) }
+            #[test] fn deferred_remove_refuses_and_never_spins() { deferred_remove(B) }
             #[test] fn tcp4_and_tcp6_coexist_on_one_port() { tcp4_tcp6_same_port(B) }
             #[test] fn tcp_on_unspecified_is_dual_stack() { dual_stack_tcp(B) }
             #[test] fn v4_listener_v6_target_and_back() { v4_to_v6_and_back(B) }

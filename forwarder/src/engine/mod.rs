@@ -28,7 +28,11 @@
 //! resets connections still in the accept queue and answers new SYNs with RST) while the fd
 //! stays open, so the worker's epoll/io_uring registration stays valid. Before that, the port's
 //! `removed` flag is set and every worker is told to drop the listener and reset the port's
-//! live connections, which they do on their next wake-up (microseconds); the fd is closed when
+//! live connections, which they do on their next wake-up (microseconds). The deferred variant
+//! (the API's `DELETE`) on an epoll backend first takes the listener out of its owning worker's
+//! epoll itself, through a duplicate of that epoll fd kept in `WorkerRemote`: then nothing
+//! polls the shut-down socket, no worker is woken, and the workers act on the next flush (if
+//! the owner has not registered the listener yet, `ENOENT`, it is woken as before); the fd is closed when
 //! the last `Arc` goes. So when `remove_port` returns, no new connection can be accepted. A UDP
 //! socket cannot be taken out of service that way (`shutdown` does not unbind it), so UDP
 //! removal still waits (up to 5 s) until every worker has closed the socket and its flows.
@@ -312,6 +316,8 @@ pub(crate) struct WorkerRemote {
     wake: Arc<OwnedFd>,
     /// A command was queued by `send_quiet` and the worker not signalled yet.
     pending: std::sync::atomic::AtomicBool,
+    /// The worker's epoll instance (epoll backends), for [`poller::remote_delete`].
+    epoll: Option<OwnedFd>,
 }
 
 impl WorkerRemote {
@@ -344,6 +350,8 @@ pub(crate) struct Shared {
     pub budget: Arc<pipes::PipeBudget>,
     pub workers: std::sync::OnceLock<Vec<WorkerRemote>>,
     pub rr: AtomicUsize,
+    /// Returns from the pollers' waits, all workers together ([`Forwarder::wakeups`]).
+    pub wakeups: std::sync::atomic::AtomicU64,
 }
 
 struct PortEntry {
@@ -400,26 +408,29 @@ impl Forwarder {
             budget: pipes::PipeBudget::new(),
             workers: std::sync::OnceLock::new(),
             rr: AtomicUsize::new(0),
+            wakeups: std::sync::atomic::AtomicU64::new(0),
         });
+        // Workers (and their pollers) first: each remote keeps a handle on its worker's epoll.
+        let mut built = Vec::with_capacity(n);
         let mut remotes = Vec::with_capacity(n);
-        let mut locals = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = mpsc::channel();
             let wake = Arc::new(sys::eventfd().map_err(ForwarderError::Worker)?);
             let w2 = wake.clone();
             pools.add_waker(Box::new(move || sys::eventfd_signal(w2.as_fd())));
+            let w = worker::Worker::new(i, shared.clone(), rx, wake.clone())
+                .map_err(ForwarderError::Worker)?;
             remotes.push(WorkerRemote {
                 tx,
-                wake: wake.clone(),
+                wake,
                 pending: std::sync::atomic::AtomicBool::new(false),
+                epoll: w.remote_handle(),
             });
-            locals.push((i, rx, wake));
+            built.push((i, w));
         }
         let _ = shared.workers.set(remotes);
         let mut threads = Vec::with_capacity(n);
-        for (i, rx, wake) in locals {
-            let w =
-                worker::Worker::new(i, shared.clone(), rx, wake).map_err(ForwarderError::Worker)?;
+        for (i, w) in built {
             let t = std::thread::Builder::new()
                 .name(format!("fwd-worker-{i}"))
                 .spawn(move || w.run())
@@ -568,9 +579,18 @@ impl Forwarder {
             // Tell the workers first, then take the socket out of LISTEN: a shut-down
             // listener polls as HUP for ever (even with no interest), so the owning worker
             // must already have the Remove queued (and its eventfd signalled) when it sees
-            // that, or it would spin until this thread got the CPU back.
+            // that, or it would spin until this thread got the CPU back. Deferred, on an epoll
+            // worker that has registered the listener, this thread drops it from that epoll
+            // instead: then nothing polls it and nobody needs waking (the worker closes it on
+            // the next flush). ENOENT (the worker has not read its AddTcp yet, or is reading
+            // it right now) keeps the wake-up.
+            let owner_quiet = deferred
+                && workers
+                    .and_then(|ws| ws.get(entry.worker))
+                    .and_then(|w| w.epoll.as_ref())
+                    .is_some_and(|ep| poller::remote_delete(ep.as_fd(), l.as_fd()).is_ok());
             for (i, w) in workers.into_iter().flatten().enumerate() {
-                if deferred && i != entry.worker {
+                if deferred && (i != entry.worker || owner_quiet) {
                     w.send_quiet(Cmd::Remove { id, ack: None });
                 } else {
                     w.send(Cmd::Remove { id, ack: None });
@@ -595,6 +615,12 @@ impl Forwarder {
             let _ = rx.recv_timeout(left);
         }
         Ok(())
+    }
+
+    /// How many times the workers have returned from waiting for events, all together: a
+    /// worker that spins shows here (tests), as does the wake-up cost of an operation.
+    pub fn wakeups(&self) -> u64 {
+        self.shared.wakeups.load(Ordering::Relaxed)
     }
 
     /// Counters of a port, `None` for an unknown id.

@@ -85,7 +85,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{opcode, types, IoUring};
@@ -125,6 +125,25 @@ impl Interest {
             f |= EpollFlags::EPOLLOUT;
         }
         f
+    }
+}
+
+/// Drop `fd` from the epoll instance behind `epoll` (a [`Poller::remote_handle`]) from any
+/// thread (epoll is thread-safe); `ENOENT` when it is not registered (yet).
+pub(crate) fn remote_delete(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on two borrowed (open) fds; EPOLL_CTL_DEL ignores the event.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -304,6 +323,16 @@ impl Poller {
                     }
                 }
             }
+        }
+    }
+
+    /// A second handle on the epoll instance, through which another thread may drop an fd
+    /// from it ([`remote_delete`]); None for io_uring, whose submission queue only this thread
+    /// may use.
+    pub(crate) fn remote_handle(&self) -> Option<OwnedFd> {
+        match self {
+            Poller::Epoll(ep) => ep.0.try_clone().ok(),
+            Poller::Uring(_) => None,
         }
     }
 

@@ -246,6 +246,11 @@ impl Worker {
         })
     }
 
+    /// See [`Poller::remote_handle`].
+    pub(crate) fn remote_handle(&self) -> Option<OwnedFd> {
+        self.poller.remote_handle()
+    }
+
     pub(crate) fn run(mut self) {
         let mut last_tick = Instant::now();
         let mut window_start = last_tick;
@@ -257,6 +262,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let woke = Instant::now();
+            self.shared.wakeups.fetch_add(1, Ordering::Relaxed);
             events.append(&mut self.parked);
             for &(t, r) in &events {
                 self.dispatch(t, r);
