@@ -635,6 +635,28 @@ fn slowloris_is_cut_off_while_others_are_served() {
     assert_serves(&sock, "slowloris");
 }
 
+/// Our kit and Debian's RootlessKit 1.1.0, both `--net=slirp4netns --port-driver=builtin`,
+/// ready; the kits (kept alive by the caller) and their API sockets, ours first.
+fn ours_and_go() -> ((Running, Running), PathBuf, PathBuf) {
+    require_tool("slirp4netns", "slirp4netns");
+    let reference = ref_bin("rootlesskit");
+    assert!(
+        reference.exists(),
+        "{} missing: apt-get install rootlesskit (hack/test.sh does)",
+        reference.display()
+    );
+    let flags = ["--net=slirp4netns", "--port-driver=builtin"];
+    let mut ours = Kit::new().args(flags).cmd(["sleep", "600"]).spawn();
+    let mut go = Kit::reference().args(flags).cmd(["sleep", "600"]).spawn();
+    ours.wait_ready();
+    go.wait_ready();
+    let (os, gs) = (
+        ours.state_dir().join("api.sock"),
+        go.state_dir().join("api.sock"),
+    );
+    ((ours, go), os, gs)
+}
+
 /// Requests whose replies must be identical to Go's (status, headers in order, body).
 fn hostile_cases() -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -697,22 +719,7 @@ fn hostile_cases() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn hostile_inputs_match_go() {
-    require_tool("slirp4netns", "slirp4netns");
-    let reference = ref_bin("rootlesskit");
-    assert!(
-        reference.exists(),
-        "{} missing: apt-get install rootlesskit (hack/test.sh does)",
-        reference.display()
-    );
-    let flags = ["--net=slirp4netns", "--port-driver=builtin"];
-    let mut ours = Kit::new().args(flags).cmd(["sleep", "600"]).spawn();
-    let mut go = Kit::reference().args(flags).cmd(["sleep", "600"]).spawn();
-    ours.wait_ready();
-    go.wait_ready();
-    let (os, gs) = (
-        ours.state_dir().join("api.sock"),
-        go.state_dir().join("api.sock"),
-    );
+    let (_kits, os, gs) = ours_and_go();
     let port = free_port().to_string();
     for (name, r) in hostile_cases() {
         let r = fix_length(&replace_bytes(&r, b"PORT", port.as_bytes()));
@@ -783,16 +790,7 @@ fn raw_exchange(sock: &Path, req: &[u8]) -> Vec<u8> {
 /// sides.
 #[test]
 fn unparseable_requests_match_go() {
-    require_tool("slirp4netns", "slirp4netns");
-    let flags = ["--net=slirp4netns", "--port-driver=builtin"];
-    let mut ours = Kit::new().args(flags).cmd(["sleep", "600"]).spawn();
-    let mut go = Kit::reference().args(flags).cmd(["sleep", "600"]).spawn();
-    ours.wait_ready();
-    go.wait_ready();
-    let (os, gs) = (
-        ours.state_dir().join("api.sock"),
-        go.state_dir().join("api.sock"),
-    );
+    let (_kits, os, gs) = ours_and_go();
     let mut huge = b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-A: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 1100 * 1024));
     huge.extend_from_slice(b"\r\n\r\n");
