@@ -902,3 +902,102 @@ fn connection_limit_queues_instead_of_failing() {
     let mut rd = BufReader::new(extra);
     assert_eq!(read_raw(&mut rd, false).status(), "HTTP/1.1 200 OK");
 }
+
+/// [`ListenBackend`] on the quick (inline) add path, counting `prepare_next_publish` calls.
+#[derive(Default)]
+struct PreparingBackend {
+    inner: ListenBackend,
+    prepared: std::sync::atomic::AtomicUsize,
+}
+
+impl PortBackend for PreparingBackend {
+    fn info(&self) -> PortDriverInfo {
+        self.inner.info()
+    }
+    fn publish(&self, id: i64, spec: &PortSpec) -> Result<Option<i64>, PortError> {
+        self.inner.publish(id, spec)
+    }
+    fn unpublish(&self, id: i64) -> Result<(), PortError> {
+        self.inner.unpublish(id)
+    }
+    fn quick_publish(&self) -> bool {
+        true
+    }
+    fn prepare_next_publish(&self) {
+        self.prepared
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The server asks the driver to prepare the next add (builtin: make its listener socket) when
+/// a connection that added a port ends, once per such connection, and not otherwise: not
+/// after other requests, not while a keep-alive connection that adds is still open.
+#[test]
+fn connection_end_prepares_the_next_add_after_an_add() {
+    let dir = tmpdir("prepare");
+    let backend = Arc::new(Manager::new(PreparingBackend::default()));
+    let (_srv, sock) = start_ours(&dir, Some(backend.clone() as Arc<dyn PortDriver>));
+    let prepared = || {
+        backend
+            .backend()
+            .prepared
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let settles_at = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while prepared() != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(prepared(), want);
+    };
+    let add = |port: u16| {
+        let body = format!(
+            r#"{{"proto":"tcp","parentIP":"127.0.0.1","parentPort":{port},"childPort":80}}"#
+        );
+        format!(
+            "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // A connection without an add.
+    assert!(exchange(&sock, b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n").head[0].contains("200"));
+    settles_at(0);
+    // A connection with one add, closed by `exchange`.
+    assert!(exchange(&sock, &add(free())).head[0].contains("201"));
+    settles_at(1);
+    // Two adds on one keep-alive connection: nothing until it ends, then once.
+    let mut c = BufReader::new(UnixStream::connect(&sock).unwrap());
+    for _ in 0..2 {
+        c.get_mut().write_all(&add(free())).unwrap();
+        let mut head = String::new();
+        let mut len = 0;
+        loop {
+            let mut l = String::new();
+            c.read_line(&mut l).unwrap();
+            if l.trim_end().is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if head.is_empty() {
+                head = l;
+            }
+        }
+        let mut body = vec![0u8; len];
+        c.read_exact(&mut body).unwrap();
+        assert!(head.contains("201"), "{head}");
+    }
+    settles_at(1);
+    drop(c);
+    settles_at(2);
+}

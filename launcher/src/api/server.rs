@@ -1045,6 +1045,64 @@ async fn handle(req: Request<Incoming>, st: Arc<ApiState>) -> Result<Response<Bo
 mod tests {
     use super::*;
 
+    /// One `poll_read` of `d`: None when it would block.
+    async fn try_read(d: &mut Deadline<tokio::net::UnixStream>) -> Option<std::io::Result<usize>> {
+        use tokio::io::AsyncRead;
+        let mut buf = [0u8; 64];
+        std::future::poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+            Poll::Ready(match Pin::new(&mut *d).poll_read(cx, &mut rb) {
+                Poll::Ready(r) => Some(r.map(|()| rb.filled().len())),
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    /// A request that arrives in pieces arms the read deadline's timer; writing the response
+    /// disarms it and drops the timer, so an idle keep-alive connection leaves no timer
+    /// registered (with one, every `epoll_wait` of the API thread would be a timed wait).
+    #[test]
+    fn response_drops_the_request_timer() {
+        use tokio::io::AsyncWrite;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (a, mut client) = tokio::net::UnixStream::pair().expect("pair");
+            let mut d = Deadline::new(a);
+            tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /v1/in")
+                .await
+                .expect("write");
+            // Give the runtime's reactor a chance to see the bytes.
+            tokio::task::yield_now().await;
+            let mut got = None;
+            for _ in 0..100 {
+                got = try_read(&mut d).await;
+                if got.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(got.expect("first bytes").expect("read"), 10);
+            assert!(d.due.is_some(), "armed by the first byte");
+            assert!(try_read(&mut d).await.is_none(), "the rest has not come");
+            assert!(
+                d.timer.is_some(),
+                "a read that would block created the timer"
+            );
+            let n = std::future::poll_fn(|cx| Pin::new(&mut d).poll_write(cx, b"HTTP/1.1 ..."))
+                .await
+                .expect("write");
+            assert_eq!(n, 12);
+            assert!(
+                d.due.is_none() && d.timer.is_none(),
+                "the response disarmed it"
+            );
+        });
+    }
+
     #[test]
     fn mux_clean_path() {
         assert_eq!(clean_path("//v1/info"), "/v1/info");
