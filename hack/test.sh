@@ -206,14 +206,27 @@ for idx in "${!paths[@]}"; do
 		continue
 	fi
 	nroot=$(count_as_root "$exe")
+	# The network self tests (`#[ignore]`: they change the test process's own namespaces) run
+	# in a phase of their own below; `fake_vpnkit_peer` is not a test but the peer process that
+	# tests/tests/network.rs starts from its own binary.
+	not_here=(--skip as_root --skip ::selftest:: --skip fake_vpnkit_peer)
+	nself=$("$exe" --list --ignored ::selftest:: 2>/dev/null | grep -c ': test$' || true)
 	if is_root; then
 		run_one "$name" user runuser -u "$RK_TEST_USER" -- env "${envs[@]}" \
-			"$exe" --skip as_root "${threads[@]}" "$@"
+			"$exe" "${not_here[@]}" "${threads[@]}" "$@"
+		if [ "$nself" != 0 ]; then
+			run_one "$name" selftest runuser -u "$RK_TEST_USER" -- env "${envs[@]}" RK_NET_SELFTEST=1 \
+				"$exe" --ignored ::selftest:: --test-threads=1 "$@"
+		fi
 		if [ "$nroot" != 0 ]; then
 			run_one "$name" root env "${envs[@]}" "$exe" as_root "${threads[@]}" "$@"
 		fi
 	else
-		run_one "$name" user env "${envs[@]}" "$exe" --skip as_root "${threads[@]}" "$@"
+		run_one "$name" user env "${envs[@]}" "$exe" "${not_here[@]}" "${threads[@]}" "$@"
+		if [ "$nself" != 0 ]; then
+			run_one "$name" selftest env "${envs[@]}" RK_NET_SELFTEST=1 \
+				"$exe" --ignored ::selftest:: --test-threads=1 "$@"
+		fi
 		if [ "$nroot" != 0 ]; then
 			log "[root] $name: $nroot as_root test(s) skipped (not running as root)"
 			skipped=$((skipped + nroot))

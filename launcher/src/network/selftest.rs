@@ -2,8 +2,11 @@
 //! unshares user+mount(+net) namespaces, map it to root, run `driver.setup()` in this process
 //! and `configure_child()` in the child, then run a shell script inside and return its output.
 //!
-//! Opt-in: `RK_NET_SELFTEST=1`, as a non-root user with unprivileged user namespaces, e.g.
-//! `runuser -u rktest -- env RK_NET_SELFTEST=1 <test binary> --ignored selftest --test-threads=1`.
+//! Opt-in (`#[ignore]`, they change this process's namespaces): `RK_NET_SELFTEST=1`, as a
+//! non-root user with unprivileged user namespaces, e.g. `runuser -u rktest -- env
+//! RK_NET_SELFTEST=1 <test binary> --ignored ::selftest:: --test-threads=1`, which is what
+//! `hack/test.sh` (and so CI) runs as its `selftest` phase. Run any other way they fail and say
+//! how to run them.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,8 +20,13 @@ use super::*;
 
 static TRANSPARENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn enabled() -> bool {
-    std::env::var_os("RK_NET_SELFTEST").is_some() && !nix::unistd::getuid().is_root()
+/// Panics, naming the fix, unless the environment is the one these tests need.
+fn require_enabled() {
+    assert!(
+        std::env::var_os("RK_NET_SELFTEST").is_some() && !nix::unistd::getuid().is_root(),
+        "network self tests: run as a non-root user with RK_NET_SELFTEST=1 and \
+         --test-threads=1 (hack/test.sh does: its selftest phase)"
+    );
 }
 
 fn read_byte(fd: &OwnedFd) -> bool {
@@ -242,9 +250,7 @@ fn check_cidr_net(r: &Run, detached: bool, configured_by_child: bool) {
 #[test]
 #[ignore]
 fn selftest_slirp4netns() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     let o = test_opts(NetDriver::Slirp4netns);
     let r = run(&o, CHECK).unwrap();
     check_cidr_net(&r, false, true);
@@ -253,9 +259,7 @@ fn selftest_slirp4netns() {
 #[test]
 #[ignore]
 fn selftest_slirp4netns_detached() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     let mut o = test_opts(NetDriver::Slirp4netns);
     o.detach_netns = true;
     o.slirp4netns_sandbox = AutoBool::Auto;
@@ -267,9 +271,7 @@ fn selftest_slirp4netns_detached() {
 #[test]
 #[ignore]
 fn selftest_pasta() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     let o = test_opts(NetDriver::Pasta);
     let r = run(&o, CHECK).unwrap();
     check_cidr_net(&r, false, false);
@@ -278,9 +280,7 @@ fn selftest_pasta() {
 #[test]
 #[ignore]
 fn selftest_pasta_detached() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     let mut o = test_opts(NetDriver::Pasta);
     o.detach_netns = true;
     let r = run(&o, CHECK).unwrap();
@@ -290,9 +290,7 @@ fn selftest_pasta_detached() {
 #[test]
 #[ignore]
 fn selftest_none() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     for detach in [false, true] {
         let mut o = test_opts(NetDriver::None);
         o.detach_netns = detach;
@@ -307,9 +305,7 @@ fn selftest_none() {
 #[test]
 #[ignore]
 fn selftest_transparent_routing() {
-    if !enabled() {
-        return;
-    }
+    require_enabled();
     TRANSPARENT.store(true, std::sync::atomic::Ordering::Relaxed);
     let o = test_opts(NetDriver::None);
     let r = run(
@@ -323,23 +319,4 @@ fn selftest_transparent_routing() {
     assert!(o.contains("100:\tfrom all fwmark 0x64 lookup 100"), "{o}");
     assert!(o.contains("local default dev lo scope host"), "{o}");
     assert!(o.trim_end().ends_with('1'), "{o}");
-}
-
-/// Needs the bridge, dnsmasq and /etc/lxc/lxc-usernet set up by root (see tests/tests/network.rs).
-#[test]
-#[ignore]
-fn selftest_lxc_user_nic() {
-    if !enabled() || std::env::var_os("RK_NET_SELFTEST_LXC").is_none() {
-        return;
-    }
-    for detach in [false, true] {
-        let mut o = test_opts(NetDriver::LxcUserNic);
-        o.detach_netns = detach;
-        let r = run(&o, "ip -o addr show eth0; ip route; cat $STATE/resolv.conf").unwrap();
-        let out = &r.output;
-        assert_eq!(r.status, 0, "{out}");
-        assert!(out.contains("inet 10.0.3."), "{out}");
-        assert!(out.contains("default via 10.0.3.1 dev eth0"), "{out}");
-        assert!(out.contains("nameserver 10.0.3.1"), "{out}");
-    }
 }
