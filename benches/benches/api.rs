@@ -6,7 +6,8 @@
 //! cargo build --release -p rootlesskit-launcher --bins
 //! RK_BIN_DIR=target/release cargo bench -p rootlesskit-benches --bench api
 //! ```
-//! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000),
+//! Needs root (to start both as `rktest`). `RK_BENCH_PORTS` changes the count (default 1000,
+//! at most 4000),
 //! `RK_BENCH_ONLY=rust|go-1.1.0|floor` (or a comma-separated list) measures only those,
 //! `RK_BENCH_CONN=keep-alive|per-request` only that pass of the servers; `RK_BENCH_THREADS=1`
 //! prints the server's CPU per add by thread name.
@@ -379,15 +380,26 @@ fn pass(sock: &Path, server: u32, base: u32, n: u32, keep_alive: bool) -> Result
     })
 }
 
+/// Exit with a message naming the variable, its value and what it takes.
+fn bad_env(var: &str, value: &str, want: &str) -> ! {
+    eprintln!("api bench: {var}={value:?} is not valid: set {want}, or unset it");
+    std::process::exit(2)
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("api bench: needs root (starts both servers as rktest); skipped");
         return;
     }
-    let n: u32 = std::env::var("RK_BENCH_PORTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    // Ports 20000.. (Go) and 24000.. (ours), plus 2000 for the per-request pass: at most 4000
+    // stays below the ephemeral range (32768..), where outgoing connections take ports.
+    let n: u32 = match std::env::var("RK_BENCH_PORTS") {
+        Err(_) => 1000,
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=4000).contains(&n) => n,
+            _ => bad_env("RK_BENCH_PORTS", &v, "a number of ports from 1 to 4000"),
+        },
+    };
     let ours_dir = std::env::var_os("RK_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
@@ -395,6 +407,31 @@ fn main() {
         ("go-1.1.0", PathBuf::from("/usr/bin/rootlesskit"), 20000u32),
         ("rust", ours_dir.join("rootlesskit"), 24000u32),
     ];
+    // RK_BENCH_ONLY=rust (or go-1.1.0, floor, or a comma-separated list) measures only those,
+    // e.g. while profiling one.
+    let only = std::env::var("RK_BENCH_ONLY").ok();
+    if let Some(o) = &only {
+        if o.split(',')
+            .any(|w| !["floor", "go-1.1.0", "rust"].contains(&w))
+        {
+            bad_env(
+                "RK_BENCH_ONLY",
+                o,
+                "a comma-separated list of floor, go-1.1.0, rust",
+            );
+        }
+    }
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|o| o == name))
+    };
+    // RK_BENCH_CONN=keep-alive or per-request: only that pass.
+    let conn_only = std::env::var("RK_BENCH_CONN").ok();
+    if let Some(c) = &conn_only {
+        if c != "keep-alive" && c != "per-request" {
+            bad_env("RK_BENCH_CONN", c, "keep-alive or per-request");
+        }
+    }
     println!(
         "{:<10} {:<11} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10} {:>11} {:>11}",
         "server",
@@ -409,15 +446,6 @@ fn main() {
         "info cpu/rq",
         "add cpu/req"
     );
-    // RK_BENCH_ONLY=rust (or go-1.1.0, floor, or a comma-separated list) measures only those,
-    // e.g. while profiling one.
-    let only = std::env::var("RK_BENCH_ONLY").ok();
-    let wanted = |name: &str| {
-        only.as_deref()
-            .is_none_or(|o| o.split(',').any(|o| o == name))
-    };
-    // RK_BENCH_CONN=keep-alive or per-request: only that pass.
-    let conn_only = std::env::var("RK_BENCH_CONN").ok();
     let conn_wanted = |label: &str| conn_only.as_deref().is_none_or(|c| c == label);
     if wanted("floor") {
         let sock = floor_server(&PathBuf::from(format!(
