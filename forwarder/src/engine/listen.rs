@@ -97,7 +97,8 @@ impl Spares {
     }
 
     /// Whether every kind in use has its spare.
-    pub(crate) fn full(&self) -> bool {
+    #[cfg(test)]
+    fn full(&self) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.iter().all(|(_, fd)| fd.is_some())
     }

@@ -1,6 +1,6 @@
 //! Engine: worker threads and event loops, parent-side API of the builtin port driver.
 //!
-//! ```ignore
+//! ```text
 //! let fwd = Forwarder::start(channel_fd, ForwarderConfig { .. })?;   // after fork/clone + id maps
 //! fwd.add_port(id, &spec)?;      // listen on the host; errors carry RootlessKit's exact text
 //! fwd.remove_port(id)?;          // close listener + every live connection / UDP flow of that port
@@ -32,8 +32,8 @@
 //! (the API's `DELETE`) on an epoll backend first takes the listener out of its owning worker's
 //! epoll itself, through a duplicate of that epoll fd kept in `WorkerRemote`: then nothing
 //! polls the shut-down socket, no worker is woken, and the workers act on the next flush (if
-//! the owner has not registered the listener yet, `ENOENT`, it is woken as before); the fd is closed when
-//! the last `Arc` goes. So when `remove_port` returns, no new connection can be accepted. A UDP
+//! the owner has not registered the listener yet, `ENOENT`, it is woken as before). The fd is
+//! closed when the last `Arc` goes. So when `remove_port` returns, no new connection can be accepted. A UDP
 //! socket cannot be taken out of service that way (`shutdown` does not unbind it), so UDP
 //! removal still waits (up to 5 s) until every worker has closed the socket and its flows.
 
@@ -318,6 +318,8 @@ pub(crate) struct WorkerRemote {
     pending: std::sync::atomic::AtomicBool,
     /// The worker's epoll instance (epoll backends), for [`poller::remote_delete`].
     epoll: Option<OwnedFd>,
+    /// The worker's returns from waiting for events ([`Forwarder::wakeups`]).
+    wakeups: Arc<LineCounter>,
 }
 
 impl WorkerRemote {
@@ -350,9 +352,12 @@ pub(crate) struct Shared {
     pub budget: Arc<pipes::PipeBudget>,
     pub workers: std::sync::OnceLock<Vec<WorkerRemote>>,
     pub rr: AtomicUsize,
-    /// Returns from the pollers' waits, all workers together ([`Forwarder::wakeups`]).
-    pub wakeups: std::sync::atomic::AtomicU64,
 }
+
+/// A counter on a cache line of its own (each worker bumps its own on every wake-up).
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct LineCounter(pub std::sync::atomic::AtomicU64);
 
 struct PortEntry {
     stats: Arc<Counters>,
@@ -408,7 +413,6 @@ impl Forwarder {
             budget: pipes::PipeBudget::new(),
             workers: std::sync::OnceLock::new(),
             rr: AtomicUsize::new(0),
-            wakeups: std::sync::atomic::AtomicU64::new(0),
         });
         // Workers (and their pollers) first: each remote keeps a handle on its worker's epoll.
         let mut built = Vec::with_capacity(n);
@@ -425,6 +429,7 @@ impl Forwarder {
                 wake,
                 pending: std::sync::atomic::AtomicBool::new(false),
                 epoll: w.remote_handle(),
+                wakeups: w.wakeups(),
             });
             built.push((i, w));
         }
@@ -469,9 +474,7 @@ impl Forwarder {
     /// pays `bind` + `listen` (call it when idle, e.g. after answering an add). Cheap when they
     /// are all there.
     pub fn prepare_listeners(&self) {
-        if !self.spares.full() {
-            self.spares.refill();
-        }
+        self.spares.refill();
     }
 
     /// Wake the workers that have commands queued by the `_deferred` calls.
@@ -620,7 +623,13 @@ impl Forwarder {
     /// How many times the workers have returned from waiting for events, all together: a
     /// worker that spins shows here (tests), as does the wake-up cost of an operation.
     pub fn wakeups(&self) -> u64 {
-        self.shared.wakeups.load(Ordering::Relaxed)
+        self.shared
+            .workers
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|w| w.wakeups.0.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Counters of a port, `None` for an unknown id.

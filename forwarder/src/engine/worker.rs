@@ -211,6 +211,8 @@ pub(crate) struct Worker {
     pub(crate) tconnecting: Vec<Key>,
     /// Busy for more than [`SPILL_BUSY_PCT`] of the last load window.
     pub(crate) saturated: bool,
+    /// Returns from waiting for events (read by `Forwarder::wakeups`).
+    wakeups: Arc<super::LineCounter>,
 }
 
 impl Worker {
@@ -243,12 +245,18 @@ impl Worker {
             backoffs: 0,
             tconnecting: Vec::new(),
             saturated: false,
+            wakeups: Arc::default(),
         })
     }
 
     /// See [`Poller::remote_handle`].
     pub(crate) fn remote_handle(&self) -> Option<OwnedFd> {
         self.poller.remote_handle()
+    }
+
+    /// This worker's wake-up counter (`Forwarder::wakeups`).
+    pub(crate) fn wakeups(&self) -> Arc<super::LineCounter> {
+        self.wakeups.clone()
     }
 
     pub(crate) fn run(mut self) {
@@ -262,7 +270,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let woke = Instant::now();
-            self.shared.wakeups.fetch_add(1, Ordering::Relaxed);
+            self.wakeups.0.fetch_add(1, Ordering::Relaxed);
             events.append(&mut self.parked);
             for &(t, r) in &events {
                 self.dispatch(t, r);

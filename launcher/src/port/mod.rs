@@ -83,7 +83,8 @@ pub trait PortDriver: Send + Sync {
     /// Finish what the `_deferred` calls queued.
     fn flush_deferred(&self) {}
     /// Do ahead of time what the next `add_port` would do first (builtin: make its socket);
-    /// the API server calls this after answering an add, off the client's critical path.
+    /// the API server calls this when a connection that added a port ends, off every
+    /// request's path.
     fn prepare_next_add(&self) {}
     /// Traffic counters of one port (API extension `GET /v1/ports/{id}/stats`).
     fn stats(&self, id: i64) -> Result<PortStats, PortError> {
